@@ -1,0 +1,96 @@
+# shellcheck shell=bash
+# Shared by scripts/train.sbatch and scripts/eval.sbatch: sourced, not run.
+#
+# run_stage STAGE EXP_DIR COMMAND...
+#   exports the EXPFLOW_* variables your code reads (README.md, "The job
+#   contract"), records the run in EXP_DIR/runs/ (start, end, exit code, node),
+#   sets up the environment named in settings.env, then runs COMMAND.
+# The same functions run under SLURM and on the local backend (plain bash).
+
+expflow_record() {
+  python3 -I scripts/experiment.py record "$@"
+}
+
+# `module` is a shell function that batch shells may not have: load it first.
+ensure_module_command() {
+  local init
+  type module >/dev/null 2>&1 && return 0
+  for init in /etc/profile.d/lmod.sh /etc/profile.d/modules.sh /usr/share/lmod/lmod/init/bash; do
+    if [[ -r "${init}" ]]; then
+      set +u  # site init files use unset variables
+      # shellcheck source=/dev/null
+      source "${init}"
+      set -u
+      return 0
+    fi
+  done
+  echo "expflow: ENV_MODULES is set but no 'module' command was found" >&2
+  return 1
+}
+
+# Conda in a non-interactive shell: source conda.sh instead of relying on `conda init`.
+activate_conda() {
+  local base="${ENV_CONDA_BASE:-}"
+  if [[ -z "${base}" && -n "${CONDA_EXE:-}" ]]; then
+    base="$(dirname "$(dirname "${CONDA_EXE}")")"
+  fi
+  if [[ -z "${base}" || ! -r "${base}/etc/profile.d/conda.sh" ]]; then
+    echo "expflow: cannot find conda.sh; set ENV_CONDA_BASE in settings.env" >&2
+    return 1
+  fi
+  set +u
+  # shellcheck source=/dev/null
+  source "${base}/etc/profile.d/conda.sh"
+  conda activate "${ENV_CONDA}"
+  set -u
+}
+
+setup_environment() {
+  local -a modules
+  if [[ -n "${ENV_MODULES:-}" ]]; then
+    ensure_module_command
+    read -r -a modules <<<"${ENV_MODULES}"
+    module load "${modules[@]}"
+  fi
+  if [[ -n "${ENV_CONDA:-}" ]]; then
+    activate_conda
+  fi
+  if [[ -n "${ENV_VENV:-}" ]]; then
+    set +u
+    # shellcheck source=/dev/null
+    source "${ENV_VENV}/bin/activate"
+    set -u
+  fi
+}
+
+run_stage() {
+  local stage="$1" exp_dir="$2"
+  shift 2
+  # shellcheck source=settings.env
+  source settings.env
+
+  EXPFLOW_STAGE="${stage}"
+  EXPFLOW_EXP_DIR="$(cd "${exp_dir}" && pwd)"
+  EXPFLOW_EXP_ID="${EXPFLOW_EXP_DIR##*/}"
+  EXPFLOW_JOB_ID="${SLURM_JOB_ID:-${EXPFLOW_LOCAL_JOB_ID:-local-$$}}"
+  EXPFLOW_CONFIG="${EXPFLOW_EXP_DIR}/config.yaml"
+  EXPFLOW_CONFIG_JSON="${EXPFLOW_EXP_DIR}/config.json"
+  EXPFLOW_RESULTS="${EXPFLOW_EXP_DIR}/${stage}_results.json"
+  EXPFLOW_METRICS="${EXPFLOW_EXP_DIR}/${stage}_metrics.jsonl"
+  EXPFLOW_CHECKPOINT_DIR="${EXPFLOW_EXP_DIR}/checkpoints"
+  export EXPFLOW_STAGE EXPFLOW_EXP_DIR EXPFLOW_EXP_ID EXPFLOW_JOB_ID EXPFLOW_CONFIG \
+    EXPFLOW_CONFIG_JSON EXPFLOW_RESULTS EXPFLOW_METRICS EXPFLOW_CHECKPOINT_DIR
+
+  # The EXIT trap records the end in every case; TERM (scancel, time limit,
+  # make cancel) and INT are turned into an exit so that the trap runs.
+  EXPFLOW_SIGNAL=""
+  trap 'expflow_record finish "$?" "${EXPFLOW_SIGNAL}"' EXIT
+  trap 'EXPFLOW_SIGNAL=TERM; exit 143' TERM
+  trap 'EXPFLOW_SIGNAL=INT; exit 130' INT
+
+  echo "expflow: ${stage} of ${EXPFLOW_EXP_ID}, job ${EXPFLOW_JOB_ID}, on ${SLURMD_NODENAME:-$(hostname)}, $(date -Is)"
+  expflow_record start
+  setup_environment
+  mkdir -p "${EXPFLOW_CHECKPOINT_DIR}"
+  "$@"
+}

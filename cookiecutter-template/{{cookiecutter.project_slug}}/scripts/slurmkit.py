@@ -1,0 +1,386 @@
+"""SLURM facts for expflow: run scheduler commands safely, parse their output.
+
+Standard library only, Python 3.6+. This one file serves both the generated
+project (scripts/experiment.py, scripts/harvest.py) and the expflow package,
+which imports it from its bundled template: one implementation of each parser.
+
+Every command is asked for machine-readable output (--noheader, --parsable2,
+explicit field lists) and the parsers are pure functions of that text, tested
+on output recorded from a real cluster (tests/data/slurm/ in expflow).
+"""
+
+import collections
+import re
+import subprocess
+
+# ----------------------------------------------------------------- running commands
+
+class CommandResult(collections.namedtuple("CommandResult", "argv returncode stdout stderr error")):
+    """What one scheduler command did. returncode is None when the command could
+    not run at all (missing, timed out); error then says why in a few words."""
+
+    __slots__ = ()
+
+    @property
+    def ok(self):
+        return self.returncode == 0
+
+
+def run_command(argv, timeout=10.0):
+    """Run argv (a list, never a shell string) and never raise: missing, failing
+    and hanging commands come back as a CommandResult with returncode/error set."""
+    try:
+        proc = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            universal_newlines=True,
+            timeout=timeout,
+        )
+    except FileNotFoundError:
+        return CommandResult(argv, None, "", "", "{} not found".format(argv[0]))
+    except subprocess.TimeoutExpired:
+        return CommandResult(argv, None, "", "", "{} timed out after {:g}s".format(argv[0], timeout))
+    except OSError as exc:
+        return CommandResult(argv, None, "", "", "{} could not run: {}".format(argv[0], exc.strerror))
+    return CommandResult(argv, proc.returncode, proc.stdout, proc.stderr, "")
+
+
+def describe_failure(result):
+    """One line saying why a command failed: its own last stderr line if it ran."""
+    if result.error:
+        return result.error
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    reason = lines[-1] if lines else "exit status {}".format(result.returncode)
+    return "{} failed: {}".format(result.argv[0], reason)
+
+
+def sbatch_rejection_reason(stderr):
+    """SLURM's own reason from a failed sbatch, without the 'sbatch: error:' noise."""
+    reasons = []
+    for line in stderr.splitlines():
+        line = re.sub(r"^s\w+: error: ", "", line.strip())
+        line = re.sub(r"^Batch job submission failed: ", "", line)
+        if line:
+            reasons.append(line)
+    return reasons[-1] if reasons else "sbatch failed without saying why"
+
+
+# ----------------------------------------------------------------- scalar formats
+
+_TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+
+
+def time_to_minutes(text):
+    """SLURM time ([D-]HH:MM:SS, [D-]HH:MM, [D-]HH, MM:SS, MM) -> minutes (rounded
+    up); None for UNLIMITED/infinite/blank."""
+    text = text.strip()
+    if text.lower() in ("", "unlimited", "infinite", "n/a", "none"):
+        return None
+    match = _TIME_RE.match(text)
+    if not match:
+        raise ValueError("not a SLURM time: {!r}".format(text))
+    days, first, second, third = match.groups()
+    if days is not None:  # D-HH[:MM[:SS]]
+        hours, minutes, seconds = int(first), int(second or 0), int(third or 0)
+        total = int(days) * 86400 + hours * 3600 + minutes * 60 + seconds
+    elif third is not None:  # HH:MM:SS
+        total = int(first) * 3600 + int(second) * 60 + int(third)
+    elif second is not None:  # MM:SS
+        total = int(first) * 60 + int(second)
+    else:  # MM
+        total = int(first) * 60
+    return -(-total // 60)
+
+
+def time_to_seconds(text):
+    """sacct's Elapsed ([D-]HH:MM:SS) -> seconds; None when blank."""
+    text = text.strip()
+    match = _TIME_RE.match(text)
+    if not text or not match:
+        return None
+    days, first, second, third = match.groups()
+    parts = [int(p) for p in (first, second, third) if p is not None]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    return int(days or 0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
+def format_seconds(seconds):
+    """Seconds -> [D-]HH:MM:SS, the way SLURM prints elapsed time."""
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    text = "{:02d}:{:02d}:{:02d}".format(rest // 3600, rest % 3600 // 60, rest % 60)
+    return "{}-{}".format(days, text) if days else text
+
+
+# ----------------------------------------------------------------- GRES
+
+Gres = collections.namedtuple("Gres", "name type count")
+
+
+def _split_top_level(text):
+    """Split on commas that are not inside parentheses: gpu:a100:4(S:0-1),gpu:v100:2."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [part.strip() for part in parts if part.strip()]
+
+
+def parse_gres(text):
+    """A sinfo/squeue GRES string -> [Gres]. Handles (null), N/A, gres: and gres/
+    prefixes, socket suffixes "(S:0-1)" and "(IDX:0-1)", and untyped "gpu:2"."""
+    text = text.strip()
+    if text in ("", "(null)", "N/A", "none"):
+        return []
+    found = []
+    for item in _split_top_level(text):
+        item = re.sub(r"\(.*\)$", "", item)
+        item = re.sub(r"^gres[:/]", "", item).replace("/", ":")
+        fields = item.split(":")
+        count = 1
+        if len(fields) > 1 and fields[-1].isdigit():
+            count = int(fields.pop())
+        name = fields[0]
+        gtype = fields[1] if len(fields) > 1 else ""
+        found.append(Gres(name, gtype, count))
+    return found
+
+
+def gpu_request(gpu_type, gpus):
+    """The --gres value for a GPU request, or "" for none."""
+    gpus = int(gpus or 0)
+    if gpus <= 0:
+        return ""
+    return "gpu:{}:{}".format(gpu_type, gpus) if gpu_type else "gpu:{}".format(gpus)
+
+
+# ----------------------------------------------------------------- sinfo
+
+SINFO_PARTITIONS_ARGV = ["sinfo", "--noheader", "--format=%P|%a|%l|%D|%c|%m|%G"]
+
+Partition = collections.namedtuple(
+    "Partition", "name default available max_time nodes cpus_per_node memory_mb gpu_types gpus_per_node"
+)
+
+
+def parse_sinfo_partitions(text):
+    """Output of SINFO_PARTITIONS_ARGV -> [Partition], in sinfo's order.
+
+    A partition whose nodes differ (CPUs, memory, GRES) takes several lines; they
+    are merged: node counts add up, GPU types are collected, the rest is the max.
+    """
+    merged = collections.OrderedDict()
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        if len(fields) != 7:
+            raise ValueError("unexpected sinfo line: {!r}".format(line))
+        name, avail, max_time, nodes, cpus, memory, gres = fields
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        gpus = [g for g in parse_gres(gres) if g.name == "gpu"]
+        entry = merged.setdefault(name, {"default": False, "available": avail, "max_time": max_time,
+                                         "nodes": 0, "cpus": 0, "memory": 0, "types": [], "gpus": 0})
+        entry["default"] = entry["default"] or default
+        entry["nodes"] += _int(nodes)
+        entry["cpus"] = max(entry["cpus"], _int(cpus.rstrip("+")))
+        entry["memory"] = max(entry["memory"], _int(memory.rstrip("+")))
+        entry["gpus"] = max(entry["gpus"], sum(g.count for g in gpus))
+        for gres_item in gpus:
+            if gres_item.type and gres_item.type not in entry["types"]:
+                entry["types"].append(gres_item.type)
+    return [
+        Partition(name, e["default"], e["available"], e["max_time"], e["nodes"], e["cpus"],
+                  e["memory"], tuple(e["types"]), e["gpus"])
+        for name, e in merged.items()
+    ]
+
+
+def _int(text):
+    text = text.strip()
+    return int(text) if text.isdigit() else 0
+
+
+# ----------------------------------------------------------------- scontrol / sacctmgr
+
+SCONTROL_CONFIG_ARGV = ["scontrol", "show", "config"]
+
+
+def parse_scontrol_config(text):
+    """`scontrol show config` -> {Key: Value} for its `Key = Value` lines."""
+    config = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if sep and key and " " not in key:
+            config[key] = value.strip()
+    return config
+
+
+def accounting_enabled(config):
+    """Whether slurmdbd accounting is on, from parse_scontrol_config's dict."""
+    return config.get("AccountingStorageType", "accounting_storage/none") != "accounting_storage/none"
+
+
+def sacctmgr_user_argv(user):
+    return ["sacctmgr", "--noheader", "--parsable2", "show", "user", user, "format=User,DefaultAccount"]
+
+
+def sacctmgr_assoc_argv(user):
+    return ["sacctmgr", "--noheader", "--parsable2", "show", "assoc", "user=" + user,
+            "format=Cluster,Account,Partition,QOS"]
+
+
+def parse_sacctmgr_default_account(text):
+    """`sacctmgr -nP show user U format=User,DefaultAccount` -> the default account or ""."""
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) >= 2 and fields[1]:
+            return fields[1]
+    return ""
+
+
+def parse_sacctmgr_accounts(text):
+    """`sacctmgr -nP show assoc user=U format=Cluster,Account,Partition,QOS` -> accounts,
+    unique, in sacctmgr's order."""
+    accounts = []
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) >= 2 and fields[1] and fields[1] not in accounts:
+            accounts.append(fields[1])
+    return accounts
+
+
+def accounting_disabled_message(stderr):
+    """True when sacct/sacctmgr said accounting storage is off, not that they broke."""
+    text = stderr.lower()
+    return "accounting storage is disabled" in text or "not running a supported accounting_storage" in text
+
+
+# ----------------------------------------------------------------- jobs: sbatch, sacct, squeue
+
+def parse_sbatch_parsable(text):
+    """`sbatch --parsable` prints "jobid" or "jobid;cluster" -> jobid."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    job_id = first.split(";")[0].strip()
+    if not re.match(r"^\d+(_\d+)?$", job_id):
+        raise ValueError("sbatch printed no job id: {!r}".format(text.strip()))
+    return job_id
+
+
+SACCT_FIELDS = ("JobID", "JobName", "State", "ExitCode", "Elapsed", "NodeList",
+                "Partition", "Account", "AllocTRES", "Submit", "Start", "End")
+
+JobInfo = collections.namedtuple(
+    "JobInfo", "job_id state exit_code elapsed node partition account gpu_type gpus submit start end reason"
+)
+
+FINAL_STATES = frozenset((
+    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
+    "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REVOKED",
+))
+
+
+def sacct_argv(job_ids):
+    return ["sacct", "--noheader", "--parsable2", "--allocations",
+            "--jobs=" + ",".join(job_ids), "--format=" + ",".join(SACCT_FIELDS)]
+
+
+def _blank_time(text):
+    return "" if text in ("Unknown", "None", "N/A") else text
+
+
+def _gpus_from_tres(tres):
+    """AllocTRES "cpu=2,gres/gpu:l40s=1,gres/gpu=1" -> ("l40s", 1)."""
+    gpu_type, count = "", 0
+    for item in tres.split(","):
+        key, _, value = item.partition("=")
+        if key == "gres/gpu":
+            count = _int(value)
+        elif key.startswith("gres/gpu:"):
+            gpu_type = key.split(":", 1)[1]
+    return gpu_type, count
+
+
+def parse_sacct(text):
+    """Output of sacct_argv -> {job_id: JobInfo}; step rows (.batch, .extern, .0) skipped.
+
+    "CANCELLED by 0" becomes CANCELLED; ExitCode "3:0" becomes 3; a job killed by a
+    signal keeps exit code 0 as SLURM reports it for the allocation.
+    """
+    jobs = {}
+    for line in text.splitlines():
+        fields = line.split("|")
+        if len(fields) != len(SACCT_FIELDS) or "." in fields[0]:
+            continue
+        job_id, _name, state, exit_code, elapsed, node, partition, account, tres, submit, start, end = fields
+        gpu_type, gpus = _gpus_from_tres(tres)
+        code = exit_code.split(":")[0]
+        jobs[job_id] = JobInfo(
+            job_id=job_id, state=state.split()[0] if state else "", exit_code=int(code) if code.isdigit() else None,
+            elapsed=elapsed, node="" if node == "None assigned" else node, partition=partition,
+            account=account, gpu_type=gpu_type, gpus=gpus, submit=_blank_time(submit),
+            start=_blank_time(start), end=_blank_time(end), reason="",
+        )
+    return jobs
+
+
+SQUEUE_FORMAT = "%i|%j|%T|%P|%M|%N|%r|%b"
+
+
+def squeue_argv(user):
+    return ["squeue", "--noheader", "--user=" + user, "--format=" + SQUEUE_FORMAT]
+
+
+def parse_squeue(text):
+    """Output of squeue_argv -> {job_id: JobInfo} for the jobs still queued or running."""
+    jobs = {}
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) != 8:
+            continue
+        job_id, _name, state, partition, elapsed, node, reason, tres = fields
+        gpus = [g for g in parse_gres(tres) if g.name == "gpu"]
+        jobs[job_id] = JobInfo(
+            job_id=job_id, state=state, exit_code=None, elapsed=elapsed, node=node,
+            partition=partition, account="", gpu_type=gpus[0].type if gpus else "",
+            gpus=sum(g.count for g in gpus), submit="", start="", end="",
+            reason="" if reason in ("None", "(null)") else reason,
+        )
+    return jobs
+
+
+# ----------------------------------------------------------------- values that reach sbatch
+
+_OPTION_PATTERNS = {
+    "partition": (r"^[A-Za-z0-9][A-Za-z0-9_.,-]*$", "a partition name such as l40s_public"),
+    "account": (r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", "an account name such as torch_pr_68_general"),
+    "gpu_type": (r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", "a GPU type such as h200"),
+    "qos": (r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", "a QOS name"),
+    "gpus": (r"^\d{1,3}$", "a whole number of GPUs per node, such as 1"),
+    "nodes": (r"^[1-9]\d{0,3}$", "a whole number of nodes, at least 1"),
+    "cpus": (r"^[1-9]\d{0,3}$", "a whole number of CPUs per task, at least 1"),
+    "mem": (r"^[1-9]\d*[KMGT]?$", "a memory size such as 16G or 8000M"),
+    "time": (r"^(\d+-)?\d+(:\d{2}){0,2}$", "a SLURM time such as 04:00:00 or 1-00:00:00"),
+}
+
+
+def check_option(name, value):
+    """Return value if it may go on an sbatch command line, else raise ValueError
+    naming the setting and the form it takes. Empty means "not set" and passes."""
+    value = str(value).strip()
+    pattern, form = _OPTION_PATTERNS[name]
+    if value and not re.match(pattern, value):
+        raise ValueError("{}={!r} is not {}".format(name.upper(), value, form))
+    return value

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Example training code: replace with your own (see README.md, "The job contract").
+
+It shows the contract: read the config, append per-epoch metrics as JSON lines,
+keep a checkpoint to resume from, write final metrics as one JSON object.
+Standard library only; runs in a few seconds on a CPU.
+"""
+
+import json
+import math
+import os
+import random
+import sys
+import time
+
+
+def simulated_epoch(config, epoch):
+    """A deterministic stand-in for one epoch of training."""
+    lr = config["optimizer"]["lr"]
+    depth = config["model"]["depth"]
+    rng = random.Random(config["training"]["seed"] * 1000 + epoch)
+    loss = math.exp(-lr * depth * (epoch + 1)) + 0.01 * rng.random()
+    return {"epoch": epoch, "step": (epoch + 1) * 100, "loss": round(loss, 6),
+            "val_acc": round(1.0 - loss / 2, 6)}
+
+
+def load_checkpoint(path):
+    try:
+        with open(path) as handle:
+            return json.load(handle)["epoch"] + 1
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def write_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def main():
+    with open(os.environ["EXPFLOW_CONFIG_JSON"]) as handle:
+        config = json.load(handle)
+    checkpoint = os.path.join(os.environ["EXPFLOW_CHECKPOINT_DIR"], "last.json")
+    first_epoch = load_checkpoint(checkpoint)
+    metrics = None
+    for epoch in range(first_epoch, config["training"]["epochs"]):
+        time.sleep(config["training"]["seconds_per_epoch"])
+        metrics = simulated_epoch(config, epoch)
+        with open(os.environ["EXPFLOW_METRICS"], "a") as handle:
+            handle.write(json.dumps(metrics) + "\n")
+        write_json(checkpoint, metrics)
+        print("epoch {epoch}: loss={loss} val_acc={val_acc}".format(**metrics), flush=True)
+    if config.get("fail_with_exit_code"):
+        print("failing on purpose (fail_with_exit_code)", file=sys.stderr)
+        return int(config["fail_with_exit_code"])
+    if metrics is None:  # resumed after the last epoch: the checkpoint holds it
+        with open(checkpoint) as handle:
+            metrics = json.load(handle)
+    write_json(os.environ["EXPFLOW_RESULTS"], {"loss": metrics["loss"], "val_acc": metrics["val_acc"],
+                                               "epochs": config["training"]["epochs"]})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The expflow command: a thin layer that parses arguments and calls the library.
+
+Only main() prints errors or exits; the library raises ExpflowError instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from expflow import __version__
+from expflow.cluster import ClusterFacts
+from expflow.context import build_context, parse_assignments, partition_values
+from expflow.detect import detect
+from expflow.errors import ExpflowError
+from expflow.template import scaffold
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="expflow", description="Experiment projects for SLURM clusters.")
+    parser.add_argument("--version", action="version", version=f"expflow {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = commands.add_parser("info", help="show what was detected and where each value came from")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+
+    new = commands.add_parser("scaffold", help="generate a new experiment project")
+    new.add_argument("name", help="project name, also its directory name")
+    new.add_argument("-o", "--output-dir", default=".", help="where to create the project (default: .)")
+    new.add_argument("--no-input", action="store_true", help="take the detected defaults without asking")
+    new.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a setting (repeatable), e.g. --set partition=h200_tandon")
+    new.add_argument("--no-detect", action="store_true", help="skip detection: offline defaults, local backend")
+    return parser
+
+
+def print_info(facts: ClusterFacts, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(facts.as_dict(), indent=2))
+        return
+    source = facts.sources.get
+    rows = [
+        ("user", facts.user, source("user")),
+        ("home", facts.home, source("home")),
+        ("scratch", facts.scratch or "(none)", source("scratch")),
+        ("cluster", facts.cluster, source("cluster")),
+        ("accounting", "on" if facts.accounting else "off", source("accounting", "")),
+        ("accounts", ", ".join(facts.accounts) or "(none)", source("accounts", "")),
+        ("default account", facts.default_account or "(none)", source("accounts", "")),
+        ("conda", facts.conda_base or "(none)", source("conda_base")),
+    ]
+    for label, value, where in rows:
+        print(f"{label + ':':17} {value}" + (f"   [{where}]" if where else ""))
+    if facts.partitions:
+        print(f"partitions:       [{source('partitions')}]")
+        print(f"  {'NAME':16} {'GPU TYPES':16} {'GPUS/NODE':>9} {'NODES':>5}  MAX TIME")
+        for p in facts.partitions:
+            name = p.name + ("*" if p.default else "")
+            print(f"  {name:16} {','.join(p.gpu_types) or '-':16} {p.gpus_per_node:>9} {p.nodes:>5}  {p.max_time}")
+    for warning in facts.warnings:
+        print(f"WARNING: {warning}")
+
+
+Ask = Callable[[str], str]
+
+
+def ask_choice(ask: Ask, question: str, default: str, choices: Sequence[str] = ()) -> str:
+    hint = f" ({', '.join(choices)})" if choices else ""
+    answer = ask(f"{question}{hint} [{default}]: ").strip()
+    return answer or default
+
+
+def prompt_overrides(facts: ClusterFacts | None, context: dict[str, str], ask: Ask) -> dict[str, str]:
+    """Ask for the few values people change, with the detected ones as defaults."""
+    answers: dict[str, str] = {}
+    partitions = [p.name for p in facts.partitions] if facts else []
+    answers["partition"] = ask_choice(ask, "Partition", context.get("partition", ""), partitions)
+    if facts and answers["partition"] != context.get("partition"):
+        context = {**context, **partition_values(facts, answers["partition"])}
+    found = facts.partition(answers["partition"]) if facts else None
+    if found is None or found.gpus_per_node:
+        types = found.gpu_types if found else ()
+        answers["gpu_type"] = ask_choice(ask, "GPU type", context.get("gpu_type", ""), types)
+        answers["gpus"] = ask_choice(ask, "GPUs per job", context.get("gpus", "0"))
+    accounts = facts.accounts if facts else ()
+    answers["account"] = ask_choice(ask, "Account", context.get("account", ""), accounts)
+    answers["time"] = ask_choice(ask, "Time limit per job", context.get("time", "01:00:00"))
+    answers["env_modules"] = ask_choice(ask, "Modules to load in jobs (space-separated)", "")
+    answers["env_conda"] = ask_choice(ask, "Conda environment for jobs", "")
+    answers["env_venv"] = ask_choice(ask, "Virtualenv directory for jobs", "")
+    return {key: value for key, value in answers.items() if value != context.get(key, "")}
+
+
+def run_scaffold(args: argparse.Namespace, ask: Ask) -> int:
+    overrides = parse_assignments(args.set)
+    facts = None if args.no_detect else detect()
+    for warning in facts.warnings if facts else ():
+        print(f"WARNING: {warning}", file=sys.stderr)
+    context = build_context(args.name, facts, overrides)
+    if not args.no_input:
+        answers = prompt_overrides(facts, context, ask)
+        context = build_context(args.name, facts, {**overrides, **answers})
+    project = scaffold(context, args.output_dir)
+    where = context.get("partition") or "default partition"
+    print(f"[OK] created {project} (cluster {context.get('cluster', 'local')}, {where})")
+    print(f"Next: cd {project} && make train EXP=001")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, ask: Ask = input) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "info":
+            print_info(detect(), args.json)
+            return 0
+        return run_scaffold(args, ask)
+    except ExpflowError as exc:
+        print(f"expflow: error: {exc}", file=sys.stderr)
+        return 1
+    except (EOFError, KeyboardInterrupt):
+        print("expflow: cancelled; nothing written", file=sys.stderr)
+        return 1

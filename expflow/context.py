@@ -1,0 +1,122 @@
+"""Turn detected facts and --set overrides into the template's values.
+
+Values that end up on #SBATCH-equivalent command lines are checked here with
+the same slurmkit.check_option the generated project uses at submit time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from typing import Any
+
+from expflow.cluster import ClusterFacts
+from expflow.errors import UsageError
+from expflow.runtime import slurmkit, template_dir
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+BACKENDS = ("auto", "slurm", "local")
+RESOURCE_KEYS = ("account", "partition", "gpu_type", "gpus", "nodes", "cpus", "mem", "time")
+DEFAULT_TIME = "01:00:00"
+
+
+def template_defaults() -> dict[str, Any]:
+    """cookiecutter.json's values: the offline defaults."""
+    with open(template_dir() / "cookiecutter.json") as handle:
+        return json.load(handle)
+
+
+def settable_keys() -> list[str]:
+    """Keys --set may change: the template's own, minus private and derived ones."""
+    return [k for k in template_defaults() if not k.startswith("_") and k not in ("project_slug", "detected_summary")]
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise UsageError(f"invalid project name {name!r}: use letters, digits, '.', '_' and '-'")
+    return name
+
+
+def detected_values(facts: ClusterFacts) -> dict[str, str]:
+    """The template values that follow from what was detected."""
+    values = {
+        "cluster": facts.cluster,
+        "slurm_accounting": "1" if facts.accounting else "0",
+        "account": facts.default_account,
+        "partition": facts.default_partition,
+        "scratch_root": facts.scratch,
+        "env_conda_base": facts.conda_base,
+        "detected_summary": f"cluster {facts.cluster}, detected {date.today().isoformat()}",
+    }
+    values.update(partition_values(facts, facts.default_partition))
+    return values
+
+
+def partition_values(facts: ClusterFacts, name: str) -> dict[str, str]:
+    """GPU type/count and time that fit a partition: one GPU of its first type."""
+    partition = facts.partition(name)
+    if partition is None:
+        return {}
+    values = {"gpu_type": "", "gpus": "0"}
+    if partition.gpus_per_node:
+        values = {"gpu_type": partition.gpu_types[0] if partition.gpu_types else "", "gpus": "1"}
+    max_minutes = slurmkit.time_to_minutes(partition.max_time) if partition.max_time else None
+    values["time"] = DEFAULT_TIME if max_minutes is None or max_minutes >= 60 else partition.max_time
+    return values
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, str]:
+    """["gpus=2", ...] -> {"gpus": "2"}; unknown keys are an error."""
+    known = settable_keys()
+    overrides = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
+        if key not in known:
+            raise UsageError(f"unknown setting {key!r}; known: {', '.join(known)}")
+        overrides[key] = value
+    return overrides
+
+
+def build_context(name: str, facts: ClusterFacts | None, overrides: dict[str, str]) -> dict[str, str]:
+    """extra_context for cookiecutter: defaults < detected < overrides, validated."""
+    context: dict[str, str] = {"project_name": check_name(name), "project_slug": name}
+    if facts is not None:
+        context.update(detected_values(facts))
+        if "partition" in overrides:
+            context.update(partition_values(facts, overrides["partition"]))
+    context.update(overrides)
+    check_values(context, facts)
+    return context
+
+
+def check_values(context: dict[str, str], facts: ClusterFacts | None) -> None:
+    for key in RESOURCE_KEYS:
+        try:
+            slurmkit.check_option(key, context.get(key, ""))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if context.get("backend", "auto") not in BACKENDS:
+        raise UsageError(f"backend={context['backend']!r} is not one of {', '.join(BACKENDS)}")
+    if facts is None:
+        return
+    check_against_cluster(context, facts)
+
+
+def check_against_cluster(context: dict[str, str], facts: ClusterFacts) -> None:
+    """Catch a typo now rather than at the first sbatch: names must exist."""
+    partition = context.get("partition", "")
+    if partition and facts.partitions:
+        found = facts.partition(partition)
+        if found is None:
+            names = ", ".join(p.name for p in facts.partitions)
+            raise UsageError(f"partition {partition!r} is not on cluster {facts.cluster} ({names})")
+        gpu_type = context.get("gpu_type", "")
+        if gpu_type and gpu_type not in found.gpu_types:
+            offered = ", ".join(found.gpu_types) or "none"
+            raise UsageError(f"partition {partition} has no {gpu_type!r} GPUs (it has: {offered})")
+    account = context.get("account", "")
+    if account and facts.accounts and account not in facts.accounts:
+        raise UsageError(f"account {account!r} is not yours on {facts.cluster} ({', '.join(facts.accounts)})")

@@ -1,0 +1,143 @@
+"""Probe the machine and its SLURM cluster once; never crash.
+
+Every SLURM command runs with a timeout, the independent ones concurrently.
+A missing, failing or hanging command leaves a default and a WARNING line in
+ClusterFacts.warnings. Parsing is done by the pure functions of slurmkit.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from expflow.cluster import ClusterFacts, PartitionFacts
+from expflow.runtime import slurmkit
+
+Runner = Callable[..., Any]  # slurmkit.run_command's signature: (argv, timeout) -> CommandResult
+
+SCRATCH_PATTERNS = ("/scratch/{user}", "/scratch/users/{user}", "/global/scratch/{user}", "/gpfs/scratch/{user}")
+
+
+def find_scratch(user: str, env: Mapping[str, str]) -> tuple[str, str]:
+    """(directory, source): $SCRATCH, then the usual per-user scratch paths; the
+    first that exists and is writable. ("", "none found") when none is."""
+    candidates = [(env["SCRATCH"], "$SCRATCH")] if env.get("SCRATCH") else []
+    candidates += [(pattern.format(user=user), pattern) for pattern in SCRATCH_PATTERNS]
+    for path, source in candidates:
+        if os.path.isdir(path) and os.access(path, os.W_OK):
+            return path, source
+    return "", "none found"
+
+
+def find_conda_base(env: Mapping[str, str]) -> str:
+    """Conda's install directory from $CONDA_EXE (set by an activated conda)."""
+    conda_exe = env.get("CONDA_EXE", "")
+    return str(Path(conda_exe).parent.parent) if conda_exe else ""
+
+
+def _probe_slurm(user: str, run: Runner, timeout: float) -> dict[str, Any]:
+    """Run the four SLURM queries at once -> their CommandResults by name."""
+    commands = {
+        "config": slurmkit.SCONTROL_CONFIG_ARGV,
+        "sinfo": slurmkit.SINFO_PARTITIONS_ARGV,
+        "user": slurmkit.sacctmgr_user_argv(user),
+        "assoc": slurmkit.sacctmgr_assoc_argv(user),
+    }
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        futures = {name: pool.submit(run, argv, timeout=timeout) for name, argv in commands.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def detect(
+    env: Mapping[str, str] | None = None,
+    run: Runner = slurmkit.run_command,
+    timeout: float = 5.0,
+) -> ClusterFacts:
+    """Everything expflow needs to know, with where each value came from."""
+    env = os.environ if env is None else env
+    account = pwd.getpwuid(os.getuid())
+    user, home = account.pw_name, account.pw_dir
+    scratch, scratch_source = find_scratch(user, env)
+    sources = {"user": "password database", "home": "password database", "scratch": scratch_source}
+    warnings: list[str] = []
+    if not scratch:
+        warnings.append("no scratch directory found ($SCRATCH, /scratch/<user>, ...): large files stay in the project")
+
+    conda_base = find_conda_base(env)
+    sources["conda_base"] = "$CONDA_EXE" if conda_base else "not found"
+    facts: dict[str, Any] = {
+        "user": user, "home": home, "scratch": scratch, "conda_base": conda_base,
+        "slurm": shutil.which("sbatch", path=env.get("PATH")) is not None,
+    }
+    if not facts["slurm"] and shutil.which("sinfo", path=env.get("PATH")) is None:
+        warnings.append("no SLURM commands on PATH: projects will run jobs on this machine (local backend)")
+        facts.update(cluster=env.get("SLURM_CLUSTER_NAME") or socket.gethostname(), accounting=False)
+        sources["cluster"] = "$SLURM_CLUSTER_NAME" if env.get("SLURM_CLUSTER_NAME") else "hostname"
+        return ClusterFacts(**facts, sources=sources, warnings=tuple(warnings))
+
+    results = _probe_slurm(user, run, timeout)
+    facts.update(_read_config(results["config"], env, sources, warnings))
+    facts.update(_read_partitions(results["sinfo"], sources, warnings))
+    facts.update(_read_accounts(results["user"], results["assoc"], facts["accounting"], sources, warnings))
+    return ClusterFacts(**facts, sources=sources, warnings=tuple(warnings))
+
+
+def _read_config(result: Any, env: Mapping[str, str], sources: dict[str, str], warnings: list[str]) -> dict[str, Any]:
+    config = slurmkit.parse_scontrol_config(result.stdout) if result.ok else {}
+    if not result.ok:
+        warnings.append(f"could not read the SLURM configuration ({slurmkit.describe_failure(result)})")
+    if config.get("ClusterName"):
+        cluster, sources["cluster"] = config["ClusterName"], "scontrol show config"
+    elif env.get("SLURM_CLUSTER_NAME"):
+        cluster, sources["cluster"] = env["SLURM_CLUSTER_NAME"], "$SLURM_CLUSTER_NAME"
+    else:
+        cluster, sources["cluster"] = socket.gethostname(), "hostname"
+    max_array = config.get("MaxArraySize", "")
+    sources["accounting"] = "scontrol show config" if config else "default"
+    # Without the config, assume accounting is on: sacctmgr's answer decides below.
+    accounting = slurmkit.accounting_enabled(config) if config else True
+    return {"cluster": cluster, "accounting": accounting,
+            "max_array_size": int(max_array) if max_array.isdigit() else None}
+
+
+def _read_partitions(result: Any, sources: dict[str, str], warnings: list[str]) -> dict[str, Any]:
+    if not result.ok:
+        warnings.append(f"could not list partitions ({slurmkit.describe_failure(result)}): SLURM's defaults apply")
+        sources["partitions"] = "default"
+        return {}
+    try:
+        partitions = slurmkit.parse_sinfo_partitions(result.stdout)
+    except ValueError as exc:
+        warnings.append(f"could not read sinfo's answer ({exc})")
+        sources["partitions"] = "default"
+        return {}
+    sources["partitions"] = "sinfo"
+    return {"partitions": tuple(PartitionFacts(**p._asdict()) for p in partitions)}
+
+
+def _read_accounts(user_result: Any, assoc_result: Any, accounting: bool,
+                   sources: dict[str, str], warnings: list[str]) -> dict[str, Any]:
+    for result in (user_result, assoc_result):
+        if not result.ok and slurmkit.accounting_disabled_message(result.stderr):
+            sources["accounts"] = sources["accounting"] = "sacctmgr (accounting disabled)"
+            return {"accounting": False}
+    if not accounting:
+        sources["accounts"] = "none (accounting disabled)"
+        return {}
+    found: dict[str, Any] = {}
+    if user_result.ok:
+        found["default_account"] = slurmkit.parse_sacctmgr_default_account(user_result.stdout)
+    else:
+        warnings.append(f"could not read your default account ({slurmkit.describe_failure(user_result)})")
+    if assoc_result.ok:
+        found["accounts"] = tuple(slurmkit.parse_sacctmgr_accounts(assoc_result.stdout))
+    else:
+        warnings.append(f"could not list your accounts ({slurmkit.describe_failure(assoc_result)})")
+    sources["accounts"] = "sacctmgr" if found else "default"
+    return found

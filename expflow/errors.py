@@ -1,0 +1,17 @@
+"""The one exception family of expflow: the CLI prints any of them as one line."""
+
+
+class ExpflowError(Exception):
+    """Base class: a problem the user can fix, said in one sentence."""
+
+
+class UsageError(ExpflowError):
+    """A command-line value is wrong: an unknown --set key, a malformed value."""
+
+
+class TargetExistsError(ExpflowError):
+    """The directory scaffold would create already exists; nothing was written."""
+
+
+class TemplateError(ExpflowError):
+    """The template could not be found or rendered (cookiecutter's errors, translated)."""

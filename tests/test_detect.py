@@ -1,0 +1,102 @@
+"""detect() with fake scheduler commands on PATH, for fault injection only:
+the real path is tested on the test cluster (test_slurm_cluster.py)."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DATA
+
+from expflow.detect import detect, find_scratch
+
+
+def fake_command(bin_dir: Path, name: str, stdout: str = "", stderr: str = "", rc: int = 0, sleep: float = 0):
+    """An executable `name` that prints recorded output, fails or hangs."""
+    script = bin_dir / name
+    lines = ["#!/bin/bash"]
+    if sleep:
+        lines.append(f"sleep {sleep}")
+    if stdout:
+        lines.append(f"cat '{DATA / 'slurm' / stdout}'")
+    if stderr:
+        lines.append(f"cat '{DATA / 'slurm' / stderr}' >&2")
+    lines.append(f"exit {rc}")
+    script.write_text("\n".join(lines) + "\n")
+    script.chmod(0o755)
+
+
+@pytest.fixture
+def fake_bin(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    return bin_dir
+
+
+def torch_commands(bin_dir, **overrides):
+    commands = {
+        "sbatch": {},
+        "scontrol": {"stdout": "scontrol-show-config.txt"},
+        "sinfo": {"stdout": "sinfo-partitions.txt"},
+        "sacctmgr": {"stdout": "sacctmgr-assoc-alice.txt"},
+    }
+    commands.update(overrides)
+    for name, spec in commands.items():
+        fake_command(bin_dir, name, **spec)
+
+
+def test_detects_recorded_torch(fake_bin):
+    torch_commands(fake_bin)
+    facts = detect()
+    assert facts.cluster == "torch" and facts.sources["cluster"] == "scontrol show config"
+    assert [p.name for p in facts.partitions] == ["cs", "rtx8000", "l40s_public", "h200_tandon"]
+    assert facts.default_partition == "cs"
+    assert facts.accounts == ("torch_pr_68_tandon_advanced", "torch_pr_68_general")
+    assert facts.accounting and facts.max_array_size == 1001
+    assert facts.warnings == ("no scratch directory found ($SCRATCH, /scratch/<user>, ...): "
+                              "large files stay in the project",)
+
+
+def test_hanging_command_gives_default_and_warning(fake_bin):
+    torch_commands(fake_bin, sinfo={"stdout": "sinfo-partitions.txt", "sleep": 30})
+    start = time.monotonic()
+    facts = detect(timeout=1)
+    assert time.monotonic() - start < 5, "the four probes must run concurrently, each with a timeout"
+    assert facts.partitions == ()
+    assert any("sinfo timed out after 1s" in w for w in facts.warnings)
+    assert facts.cluster == "torch"  # the other probes still count
+
+
+def test_failing_commands_never_crash(fake_bin):
+    torch_commands(fake_bin, scontrol={"rc": 1, "stderr": "sacct-accounting-disabled.err"},
+                   sacctmgr={"rc": 1, "stderr": "sbatch-reject-account.err"})
+    facts = detect()
+    assert facts.cluster == os.uname().nodename and facts.sources["cluster"] == "hostname"
+    assert facts.accounts == () and facts.default_account == ""
+    assert any(w.startswith("could not list your accounts") for w in facts.warnings)
+
+
+def test_accounting_disabled(fake_bin):
+    torch_commands(fake_bin, scontrol={"stdout": "scontrol-show-config-noacct.txt"},
+                   sacctmgr={"rc": 1, "stderr": "sacctmgr-accounting-disabled.err"})
+    facts = detect()
+    assert not facts.accounting and facts.accounts == ()
+    assert not any("account" in w for w in facts.warnings)
+
+
+def test_no_slurm_at_all(fake_bin, monkeypatch):
+    monkeypatch.setenv("PATH", str(fake_bin))  # nothing on it: a laptop
+    monkeypatch.setenv("SLURM_CLUSTER_NAME", "laptop-cluster")
+    facts = detect()
+    assert not facts.slurm and facts.partitions == ()
+    assert facts.cluster == "laptop-cluster"
+    assert any("no SLURM commands on PATH" in w for w in facts.warnings)
+
+
+def test_scratch_order(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    second.mkdir()
+    assert find_scratch("nobody-expflow", {"SCRATCH": str(first)}) == ("", "none found")
+    first.mkdir()
+    assert find_scratch("nobody-expflow", {"SCRATCH": str(first)}) == (str(first), "$SCRATCH")

@@ -1,0 +1,152 @@
+"""The pure SLURM parsers, on output recorded from the test cluster
+(tests/data/slurm/README.md says how) and on hand-written edge cases."""
+
+import pytest
+from conftest import read_data
+
+from expflow.runtime import slurmkit
+
+
+def test_sinfo_partitions_recorded():
+    partitions = slurmkit.parse_sinfo_partitions(read_data("sinfo-partitions.txt"))
+    assert [(p.name, p.default, p.gpu_types, p.gpus_per_node) for p in partitions] == [
+        ("cs", True, (), 0),
+        ("rtx8000", False, ("rtx8000",), 4),
+        ("l40s_public", False, ("l40s",), 4),
+        ("h200_tandon", False, ("h200",), 8),
+    ]
+    assert {p.max_time for p in partitions} == {"2-00:00:00"}
+    assert partitions[0].cpus_per_node == 8 and partitions[0].memory_mb == 16000
+
+
+def test_sinfo_merges_heterogeneous_partition_lines():
+    text = (
+        "gpu*|up|7-00:00:00|3|48|256000|gpu:a100:4(S:0-1),gpu:v100:2\n"
+        "gpu*|up|7-00:00:00|2|64|512000+|gpu:h100:8\n"
+        "cpu|down|infinite|10|32|128000|(null)\n"
+    )
+    gpu, cpu = slurmkit.parse_sinfo_partitions(text)
+    assert gpu.name == "gpu" and gpu.default
+    assert gpu.gpu_types == ("a100", "v100", "h100")
+    assert gpu.nodes == 5 and gpu.gpus_per_node == 8 and gpu.memory_mb == 512000
+    assert cpu.gpu_types == () and cpu.gpus_per_node == 0 and cpu.available == "down"
+
+
+def test_sinfo_rejects_unexpected_shape():
+    with pytest.raises(ValueError, match="unexpected sinfo line"):
+        slurmkit.parse_sinfo_partitions("PARTITION AVAIL\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("(null)", []),
+        ("N/A", []),
+        ("gpu:4", [("gpu", "", 4)]),
+        ("gres:gpu:l40s:1", [("gpu", "l40s", 1)]),
+        ("gres/gpu:h200:3", [("gpu", "h200", 3)]),
+        ("gpu:a100:4(S:0-1),shard:8", [("gpu", "a100", 4), ("shard", "", 8)]),
+        ("gpu:h200:8(IDX:0-2,5)", [("gpu", "h200", 8)]),
+    ],
+)
+def test_parse_gres(text, expected):
+    assert [tuple(g) for g in slurmkit.parse_gres(text)] == expected
+
+
+def test_scontrol_config_recorded():
+    config = slurmkit.parse_scontrol_config(read_data("scontrol-show-config.txt"))
+    assert config["ClusterName"] == "torch"
+    assert config["MaxArraySize"] == "1001"
+    assert slurmkit.accounting_enabled(config)
+    noacct = slurmkit.parse_scontrol_config(read_data("scontrol-show-config-noacct.txt"))
+    assert not slurmkit.accounting_enabled(noacct)
+
+
+def test_sacctmgr_recorded():
+    assert slurmkit.parse_sacctmgr_default_account(read_data("sacctmgr-user-alice.txt")) == "torch_pr_68_general"
+    assert slurmkit.parse_sacctmgr_accounts(read_data("sacctmgr-assoc-alice.txt")) == [
+        "torch_pr_68_tandon_advanced", "torch_pr_68_general"]
+    assert slurmkit.parse_sacctmgr_accounts("") == []
+    assert slurmkit.accounting_disabled_message(read_data("sacctmgr-accounting-disabled.err"))
+    assert slurmkit.accounting_disabled_message(read_data("sacct-accounting-disabled.err"))
+    assert not slurmkit.accounting_disabled_message("sacctmgr: error: Sending PersistInit msg: Connection refused")
+
+
+def test_sacct_recorded_states():
+    jobs = slurmkit.parse_sacct(read_data("sacct-mixed.txt"))
+    assert sorted(jobs) == ["10", "6", "7", "8", "9"]  # step rows skipped
+    assert jobs["6"].state == "COMPLETED" and jobs["6"].exit_code == 0
+    assert (jobs["6"].gpu_type, jobs["6"].gpus, jobs["6"].node) == ("rtx8000", 1, "gr001")
+    assert jobs["7"].state == "FAILED" and jobs["7"].exit_code == 3
+    assert jobs["8"].state == "CANCELLED"  # "CANCELLED by 1001"
+    assert jobs["9"].state == "RUNNING" and jobs["9"].end == ""
+    assert jobs["10"].state == "PENDING" and jobs["10"].node == "" and jobs["10"].start == ""
+
+
+def test_sacct_recorded_array():
+    jobs = slurmkit.parse_sacct(read_data("sacct-array.txt"))
+    assert sorted(jobs) == ["11_0", "11_1", "11_2"]
+    assert {j.state for j in jobs.values()} == {"COMPLETED"}
+
+
+def test_squeue_recorded():
+    jobs = slurmkit.parse_squeue(read_data("squeue-alice.txt"))
+    assert jobs["10"].state == "PENDING" and jobs["10"].reason == "Dependency" and jobs["10"].node == ""
+    assert jobs["9"].state == "RUNNING" and jobs["9"].gpu_type == "l40s" and jobs["9"].gpus == 1
+    assert slurmkit.parse_squeue(read_data("squeue-noacct.txt"))["2"].partition == "cs"
+
+
+def test_sbatch_output_recorded():
+    assert slurmkit.parse_sbatch_parsable(read_data("sbatch-parsable.txt")) == "15"
+    assert slurmkit.parse_sbatch_parsable("42;torch\n") == "42"
+    with pytest.raises(ValueError):
+        slurmkit.parse_sbatch_parsable("")
+    assert slurmkit.sbatch_rejection_reason(read_data("sbatch-reject-account.err")) == (
+        "Invalid account or account/partition combination specified")
+    assert slurmkit.sbatch_rejection_reason(read_data("sbatch-reject-gres.err")) == (
+        "Requested node configuration is not available")
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"),
+    [("2-00:00:00", 2880), ("01:00:00", 60), ("30:00", 30), ("45", 45), ("1-12", 2160),
+     ("00:00:30", 1), ("UNLIMITED", None), ("infinite", None)],
+)
+def test_time_to_minutes(text, minutes):
+    assert slurmkit.time_to_minutes(text) == minutes
+
+
+def test_time_formats_round_trip():
+    assert slurmkit.time_to_seconds("1-02:03:04") == 93784
+    assert slurmkit.format_seconds(93784) == "1-02:03:04"
+    assert slurmkit.format_seconds(61) == "00:01:01"
+    with pytest.raises(ValueError):
+        slurmkit.time_to_minutes("soon")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("partition", "cs; rm -rf ~"), ("account", "$(id)"), ("time", "4h"), ("mem", "16 G"),
+     ("gpus", "-1"), ("gpu_type", "h200\n--wrap=id"), ("nodes", "0")],
+)
+def test_check_option_rejects_hostile_values(name, value):
+    with pytest.raises(ValueError, match=name.upper()):
+        slurmkit.check_option(name, value)
+
+
+def test_check_option_accepts_real_values():
+    assert slurmkit.check_option("time", "1-00:00:00") == "1-00:00:00"
+    assert slurmkit.check_option("mem", "16G") == "16G"
+    assert slurmkit.check_option("partition", "") == ""
+    assert slurmkit.gpu_request("h200", "2") == "gpu:h200:2"
+    assert slurmkit.gpu_request("", "1") == "gpu:1"
+    assert slurmkit.gpu_request("l40s", "0") == ""
+
+
+def test_run_command_never_raises(tmp_path):
+    missing = slurmkit.run_command(["no-such-command-expflow"])
+    assert missing.returncode is None and "not found" in missing.error
+    hanging = slurmkit.run_command(["sleep", "5"], timeout=0.2)
+    assert hanging.returncode is None and "timed out" in hanging.error
+    failing = slurmkit.run_command(["bash", "-c", "echo 'sinfo: error: boom' >&2; exit 1"])
+    assert slurmkit.describe_failure(failing) == "bash failed: sinfo: error: boom"
