@@ -61,7 +61,8 @@ def test_hostile_paths_and_values_survive(bake, tmp_path):
     sys.path.insert(0, str(project / "scripts"))
     try:
         import projectlib
-        assert projectlib.read_settings(str(project)) == {k: bash_view[k] for k in projectlib.read_settings(str(project))}
+        python_view = projectlib.read_settings(str(project))
+        assert python_view == {key: bash_view[key] for key in python_view}
     finally:
         sys.path.remove(str(project / "scripts"))
         sys.modules.pop("projectlib", None)

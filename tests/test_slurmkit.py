@@ -74,18 +74,25 @@ def test_sacctmgr_recorded():
 
 def test_sacct_recorded_states():
     jobs = slurmkit.parse_sacct(read_data("sacct-mixed.txt"))
-    assert sorted(jobs) == ["10", "6", "7", "8", "9"]  # step rows skipped
-    assert jobs["6"].state == "COMPLETED" and jobs["6"].exit_code == 0
-    assert (jobs["6"].gpu_type, jobs["6"].gpus, jobs["6"].node) == ("rtx8000", 1, "gr001")
-    assert jobs["7"].state == "FAILED" and jobs["7"].exit_code == 3
-    assert jobs["8"].state == "CANCELLED"  # "CANCELLED by 1001"
-    assert jobs["9"].state == "RUNNING" and jobs["9"].end == ""
-    assert jobs["10"].state == "PENDING" and jobs["10"].node == "" and jobs["10"].start == ""
+    assert sorted(jobs) == ["4", "5", "6", "7", "8"]
+    assert jobs["4"].state == "COMPLETED" and jobs["4"].exit_code == 0
+    assert (jobs["4"].gpu_type, jobs["4"].gpus, jobs["4"].node) == ("rtx8000", 1, "gr001")
+    assert jobs["5"].state == "FAILED" and jobs["5"].exit_code == 3
+    assert jobs["6"].state == "CANCELLED"  # "CANCELLED by 1001"
+    assert jobs["7"].state == "RUNNING" and jobs["7"].end == "" and jobs["7"].reason == ""
+    assert jobs["8"].state == "PENDING" and jobs["8"].node == "" and jobs["8"].start == ""
+    assert jobs["8"].reason == "Dependency"
+
+
+def test_sacct_skips_step_rows():
+    jobs = slurmkit.parse_sacct(read_data("sacct-steps.txt"))
+    assert sorted(jobs) == ["4", "5", "6"]
+    assert jobs["6"].state == "CANCELLED" and jobs["6"].exit_code == 0  # the .batch step's 0:15 is not used
 
 
 def test_sacct_recorded_array():
     jobs = slurmkit.parse_sacct(read_data("sacct-array.txt"))
-    assert sorted(jobs) == ["11_0", "11_1", "11_2"]
+    assert sorted(jobs) == ["9_0", "9_1", "9_2"]
     assert {j.state for j in jobs.values()} == {"COMPLETED"}
 
 

@@ -124,6 +124,10 @@ create_users() {
       useradd -m -s /bin/bash "$user"
       step "created user $user"
     fi
+    # a per-user scratch directory, as on NYU's clusters (/scratch/<netid>)
+    if [[ ! -d "/scratch/$user" ]]; then
+      install -d -m 700 -o "$user" -g "$(id -gn "$user")" "/scratch/$user"
+    fi
   done
 }
 

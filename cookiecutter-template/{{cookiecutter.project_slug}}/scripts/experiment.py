@@ -60,9 +60,12 @@ def create_experiment(root, exp_id, config_path, settings):
             "jobs": [],
         })
         os.rename(staging, target)  # fails if target appeared meanwhile: nothing overwritten
+    except pl.ProjectError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise pl.ProjectError("could not create experiment {}: {}".format(exp_id, exc))
+        raise pl.ProjectError("could not create experiment {}: {}".format(exp_id, exc)) from None
     return target
 
 
@@ -73,6 +76,9 @@ def link_checkpoints(exp_path, settings, exp_id):
         return
     project = settings.get("PROJECT_NAME") or os.path.basename(ROOT)
     target = os.path.join(scratch, project, "checkpoints", exp_id)
+    if os.path.lexists(target) and (not os.path.isdir(target) or os.listdir(target)):
+        # left by an earlier experiment of the same id: a new one must not resume from it
+        raise pl.ProjectError("{} already holds checkpoints; remove it or choose another id".format(target))
     os.makedirs(target, exist_ok=True)
     os.symlink(target, os.path.join(exp_path, "checkpoints"))
 
@@ -103,9 +109,9 @@ def resolve_resources(settings, env):
         try:
             resources[key.lower()] = slurmkit.check_option(key.lower(), merged.get(key, ""))
         except ValueError as exc:
-            raise pl.ProjectError(str(exc))
-    if resources["gpu_type"] and not int(resources["gpus"] or 0):
-        raise pl.ProjectError("GPU_TYPE={} needs GPUS=1 or more".format(resources["gpu_type"]))
+            raise pl.ProjectError(str(exc)) from None
+    if not int(resources["gpus"] or 0):
+        resources["gpu_type"] = ""  # GPUS=0 asks for no GPU, whatever type settings.env names
     return resources
 
 
@@ -165,7 +171,7 @@ def submit_slurm(argv):
     try:
         return slurmkit.parse_sbatch_parsable(result.stdout)
     except ValueError as exc:
-        raise pl.ProjectError(str(exc))
+        raise pl.ProjectError(str(exc)) from None
 
 
 def start_local(stage, exp_path, after):
@@ -211,7 +217,8 @@ def cmd_submit(env, stage):
         snapshot_config_json(exp_path)
     if backend == "slurm":
         if after and after.get("backend") != "slurm":
-            raise pl.ProjectError("train of {} still runs on the local backend; submit eval when it ends".format(exp_id))
+            raise pl.ProjectError(
+                "train of {} still runs on the local backend; submit eval when it ends".format(exp_id))
         argv = sbatch_argv(stage, exp_id, exp_path, resources, after and after["job_id"])
         if dry_run:
             return print_dry_run(argv, stage)

@@ -127,9 +127,19 @@ def merged_job(job, record, info):
     }
 
 
+SUBMIT_GRACE_SECONDS = 600
+
+
 def fallback_state(job, record, info):
+    """No record and no scheduler answer: a local job still alive waits for its
+    dependency; a fresh SLURM job may not have reached accounting yet (sacct
+    lags sbatch by a moment)."""
     if job.get("backend") == "local":
         return "PENDING" if local_alive(job) else "LOST"
+    submitted = parse_iso(job.get("submitted"))
+    now = parse_iso(pl.now_iso())
+    if submitted and now and (now - submitted).total_seconds() < SUBMIT_GRACE_SECONDS:
+        return "SUBMITTED"
     return "UNKNOWN"
 
 

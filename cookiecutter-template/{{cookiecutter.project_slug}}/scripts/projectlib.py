@@ -37,13 +37,13 @@ def read_settings(root):
         with open(path) as handle:
             lines = handle.read().splitlines()
     except OSError as exc:
-        raise ProjectError("cannot read {}: {}".format(path, exc.strerror))
+        raise ProjectError("cannot read {}: {}".format(path, exc.strerror)) from None
     settings = {}
     for number, line in enumerate(lines, 1):
         try:
             tokens = shlex.split(line, comments=True)
         except ValueError as exc:
-            raise ProjectError("{} line {}: {}".format(SETTINGS_FILE, number, exc))
+            raise ProjectError("{} line {}: {}".format(SETTINGS_FILE, number, exc)) from None
         if not tokens:
             continue
         key, sep, value = tokens[0].partition("=")
@@ -54,11 +54,11 @@ def read_settings(root):
 
 
 def setting_overrides(settings, environ, keys):
-    """settings with each key in keys replaced by a non-empty environment value
-    (make puts command-line variables in the environment)."""
+    """settings with each key in keys replaced by its environment value, where
+    make puts command-line variables; an empty one (GPU_TYPE=) clears it."""
     merged = dict(settings)
     for key in keys:
-        if environ.get(key, "") != "":
+        if key in environ:
             merged[key] = environ[key]
     return merged
 
@@ -233,7 +233,8 @@ def read_yaml_subset(text, source="config"):
             continue
         key, sep, value = body.partition(":")
         if not sep or not key.strip() or (value and not value.startswith(" ")):
-            raise YamlSubsetError("{}: expected 'key: value', got {!r}; install PyYAML for full YAML".format(where, body))
+            raise YamlSubsetError(
+                "{}: expected 'key: value', got {!r}; install PyYAML for full YAML".format(where, body))
         if not isinstance(parent, dict):
             raise YamlSubsetError("{}: mapping inside a list needs PyYAML".format(where))
         key, value = parse_scalar(key), value.strip()

@@ -280,7 +280,7 @@ def parse_sbatch_parsable(text):
 
 
 SACCT_FIELDS = ("JobID", "JobName", "State", "ExitCode", "Elapsed", "NodeList",
-                "Partition", "Account", "AllocTRES", "Submit", "Start", "End")
+                "Partition", "Account", "AllocTRES", "Submit", "Start", "End", "Reason")
 
 JobInfo = collections.namedtuple(
     "JobInfo", "job_id state exit_code elapsed node partition account gpu_type gpus submit start end reason"
@@ -313,6 +313,10 @@ def _gpus_from_tres(tres):
     return gpu_type, count
 
 
+def _no_reason(reason):
+    return "" if reason in ("None", "(null)") else reason
+
+
 def parse_sacct(text):
     """Output of sacct_argv -> {job_id: JobInfo}; step rows (.batch, .extern, .0) skipped.
 
@@ -324,14 +328,14 @@ def parse_sacct(text):
         fields = line.split("|")
         if len(fields) != len(SACCT_FIELDS) or "." in fields[0]:
             continue
-        job_id, _name, state, exit_code, elapsed, node, partition, account, tres, submit, start, end = fields
+        job_id, _name, state, exit_code, elapsed, node, partition, account, tres, submit, start, end, reason = fields
         gpu_type, gpus = _gpus_from_tres(tres)
         code = exit_code.split(":")[0]
         jobs[job_id] = JobInfo(
             job_id=job_id, state=state.split()[0] if state else "", exit_code=int(code) if code.isdigit() else None,
             elapsed=elapsed, node="" if node == "None assigned" else node, partition=partition,
             account=account, gpu_type=gpu_type, gpus=gpus, submit=_blank_time(submit),
-            start=_blank_time(start), end=_blank_time(end), reason="",
+            start=_blank_time(start), end=_blank_time(end), reason=_no_reason(reason),
         )
     return jobs
 
@@ -356,7 +360,7 @@ def parse_squeue(text):
             job_id=job_id, state=state, exit_code=None, elapsed=elapsed, node=node,
             partition=partition, account="", gpu_type=gpus[0].type if gpus else "",
             gpus=sum(g.count for g in gpus), submit="", start="", end="",
-            reason="" if reason in ("None", "(null)") else reason,
+            reason=_no_reason(reason),
         )
     return jobs
 

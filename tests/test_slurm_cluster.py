@@ -1,0 +1,187 @@
+"""The product on a real scheduler: the project's single-host SLURM test
+cluster (tests/cluster/start.sh), used as the non-root user alice would."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import REPO, make, run, status_rows, wait_for
+from test_local_backend import set_config
+
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
+
+USER = "alice"
+SCHEDULER_COMMANDS = ("sbatch", "sacct", "squeue", "scancel", "sinfo", "scontrol", "sacctmgr")
+
+
+@pytest.fixture(scope="session")
+def alice_site(slurm_cluster) -> Path:
+    """expflow installed where alice can import it (she cannot read root's Python)."""
+    site = Path(tempfile.mkdtemp(prefix="expflow-alice-site-"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-warn-conflicts", "--target", str(site),
+                    str(REPO)], check=True, capture_output=True)
+    subprocess.run(["chmod", "-R", "a+rX", str(site)], check=True)
+    os.chmod(site, 0o755)
+    yield site
+    shutil.rmtree(site, ignore_errors=True)
+
+
+@pytest.fixture
+def alice_dir() -> Path:
+    """A working directory that belongs to alice."""
+    path = Path(tempfile.mkdtemp(prefix="expflow-e2e-"))
+    shutil.chown(path, USER, USER)
+    os.chmod(path, 0o755)
+    yield path
+    subprocess.run(["scancel", "--user", USER], capture_output=True)
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(Path("/scratch") / USER / path.name, ignore_errors=True)
+
+
+def expflow_as_alice(site: Path, cwd: Path, *args: str, check: bool = True):
+    return run(["/usr/bin/python3", "-m", "expflow", *args], cwd=cwd, env={"PYTHONPATH": str(site)},
+               user=USER, check=check)
+
+
+def alice_make(project: Path, *args: str, **kwargs):
+    return make(project, *args, user=USER, **kwargs)
+
+
+def wait_state(project: Path, exp: str, stage: str, states: set[str], timeout: float = 120) -> dict:
+    def reached():
+        row = status_rows(project, user=USER).get((exp, stage))
+        return row if row and row["STATE"] in states else None
+    return wait_for(reached, timeout=timeout, interval=1, what=f"{exp} {stage} in {states}")
+
+
+@pytest.fixture
+def project(alice_site, alice_dir) -> Path:
+    """A project scaffolded by alice; named like its directory, so that its
+    checkpoints (/scratch/alice/<name>/) are its own."""
+    name = alice_dir.name
+    expflow_as_alice(alice_site, alice_dir, "scaffold", name, "--no-input", "--set", "partition=l40s_public")
+    return alice_dir / name
+
+
+def test_detection_matches_the_cluster_as_root_and_as_alice(alice_site, alice_dir):
+    as_root = json.loads(run([sys.executable, "-m", "expflow", "info", "--json"], cwd=REPO).stdout)
+    as_alice = json.loads(expflow_as_alice(alice_site, alice_dir, "info", "--json").stdout)
+    for facts, user in ((as_root, "root"), (as_alice, USER)):
+        assert facts["user"] == user and facts["cluster"] == "torch" and facts["accounting"] is True
+        assert {(p["name"], tuple(p["gpu_types"]), p["gpus_per_node"]) for p in facts["partitions"]} == {
+            ("cs", (), 0), ("rtx8000", ("rtx8000",), 4), ("l40s_public", ("l40s",), 4), ("h200_tandon", ("h200",), 8)}
+        assert facts["default_partition"] == "cs" and facts["default_account"] == "torch_pr_68_general"
+        assert sorted(facts["accounts"]) == ["torch_pr_68_general", "torch_pr_68_tandon_advanced"]
+        assert facts["max_array_size"] == 1001
+    assert as_alice["scratch"] == "/scratch/alice" and as_alice["sources"]["scratch"] == "/scratch/{user}"
+
+
+def test_gpu_train_then_eval_afterok_to_results(project):
+    settings = (project / "settings.env").read_text()
+    assert "PARTITION='l40s_public'" in settings and "GPU_TYPE='l40s'" in settings and "GPUS='1'" in settings
+    assert "SCRATCH_ROOT='/scratch/alice'" in settings
+    alice_make(project, "new", "EXP=001")
+    set_config(project, "001", seconds_per_epoch=3)
+    out = alice_make(project, "train", "EXP=001").stdout
+    assert "(auto: sbatch found; l40s_public, 1x l40s, 01:00:00)" in out
+    out = alice_make(project, "eval", "EXP=001").stdout
+    assert "after train job" in out
+    pending = wait_state(project, "001", "eval", {"PENDING"})
+    assert pending["REASON"] == "Dependency"
+    assert status_rows(project, user=USER)[("001", "train")]["STATE"] in ("PENDING", "RUNNING")
+    wait_state(project, "001", "eval", {"COMPLETED"})
+    train = status_rows(project, user=USER)[("001", "train")]
+    assert (train["STATE"], train["EXIT"], train["PARTITION"], train["GPU"], train["NODE"]) == (
+        "COMPLETED", "0", "l40s_public", "1x l40s", "gl001")
+    alice_make(project, "results")
+    with open(project / "results" / "results.csv", newline="") as handle:
+        row = next(csv.DictReader(handle))
+    assert (row["id"], row["state"], row["eval_state"], row["gpu_type"], row["node"]) == (
+        "001", "COMPLETED", "COMPLETED", "l40s", "gl001")
+    assert (row["val_acc"], row["test_acc"], row["account"]) == ("0.81488", "0.80488", "torch_pr_68_general")
+    record = json.loads(next((project / "experiments/001/runs").glob("train-*.json")).read_text())
+    assert record["cuda_visible_devices"] == "0" and record["partition"] == "l40s_public"
+    checkpoints = project / "experiments/001/checkpoints"
+    assert checkpoints.is_symlink() and os.readlink(checkpoints) == f"/scratch/alice/{project.name}/checkpoints/001"
+    assert (checkpoints / "last.json").stat().st_uid == (project / "Makefile").stat().st_uid
+
+
+def test_exit_code_3_is_failed_in_status_and_results(project):
+    alice_make(project, "new", "EXP=bad")
+    set_config(project, "bad", fail_with_exit_code=3)
+    alice_make(project, "train", "EXP=bad", "PARTITION=cs", "GPUS=0")
+    row = wait_state(project, "bad", "train", {"FAILED"})
+    assert row["EXIT"] == "3" and row["PARTITION"] == "cs"
+    alice_make(project, "results")
+    with open(project / "results" / "results.csv", newline="") as handle:
+        result = next(csv.DictReader(handle))
+    assert (result["state"], result["exit_code"]) == ("FAILED", "3")
+
+
+def test_cancel_a_running_job(project):
+    alice_make(project, "new", "EXP=long")
+    set_config(project, "long", seconds_per_epoch=60)
+    alice_make(project, "train", "EXP=long")
+    wait_state(project, "long", "train", {"RUNNING"})
+    assert "[OK] cancel requested for long" in alice_make(project, "cancel", "EXP=long").stdout
+    wait_state(project, "long", "train", {"CANCELLED"})
+
+
+@pytest.mark.parametrize(
+    ("override", "reason"),
+    [
+        ("ACCOUNT=no_such_acct", "Invalid account or account/partition combination specified"),
+        ("GPU_TYPE=h200", "Requested node configuration is not available"),
+        ("TIME=3-00:00:00", "Requested time limit is invalid (missing or exceeds some limit)"),
+    ],
+)
+def test_rejected_submission_says_why_and_leaves_nothing_submitted(project, override, reason):
+    result = alice_make(project, "train", "EXP=rej", override, check=False)
+    assert result.returncode != 0
+    assert f"error: SLURM rejected the job: {reason}" in result.stderr.splitlines()
+    metadata = json.loads((project / "experiments/rej/metadata.json").read_text())
+    assert metadata["jobs"] == []
+    assert status_rows(project, user=USER)[("rej", "")]["STATE"] == "NEW"
+
+
+def recording_wrappers(bin_dir: Path, log: Path) -> None:
+    """Scheduler commands that log each call and run the real one."""
+    bin_dir.mkdir()
+    for name in SCHEDULER_COMMANDS:
+        real = shutil.which(name)
+        wrapper = bin_dir / name
+        wrapper.write_text(f'#!/bin/bash\necho "{name} $*" >> "{log}"\nexec "{real}" "$@"\n')
+        wrapper.chmod(0o755)
+
+
+def test_status_makes_one_scheduler_call_for_200_experiments(project, alice_dir):
+    alice_make(project, "new", "EXP=seed")
+    set_config(project, "seed", seconds_per_epoch=60)
+    alice_make(project, "train", "EXP=seed")
+    wait_state(project, "seed", "train", {"RUNNING"})
+    seed = project / "experiments" / "seed"
+    for index in range(200):  # 200 experiments whose train job is still running
+        shutil.copytree(seed, project / "experiments" / f"copy{index:03d}", symlinks=True)
+    subprocess.run(["chown", "-R", f"{USER}:{USER}", str(project / "experiments")], check=True)
+    log = alice_dir / "calls.log"
+    recording_wrappers(alice_dir / "bin", log)
+    path = f"{alice_dir / 'bin'}:/usr/local/bin:/usr/bin:/bin"
+    for target in ("status", "results"):
+        log.write_text("")
+        os.chmod(log, 0o666)
+        rows = status_rows(project, user=USER, env={"PATH": path}) if target == "status" else None
+        if rows is not None:
+            assert len(rows) == 201 and {r["STATE"] for r in rows.values()} == {"RUNNING"}
+        else:
+            make(project, "results", user=USER, env={"PATH": path})
+        calls = log.read_text().splitlines()
+        assert len(calls) == 1 and calls[0].startswith("sacct "), calls
+    alice_make(project, "cancel", "EXP=seed")
