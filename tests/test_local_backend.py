@@ -4,6 +4,7 @@ local backend, real make targets, real jobs (the example train.py / eval.py)."""
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,19 @@ def test_status_with_no_experiments_and_results_columns_are_stable(bake):
     assert header[:4] == ["id", "state", "exit_code", "eval_state"]
     assert header.index("model.depth") < header.index("training.seed")
     assert [row["state"] for row in read_csv(project).values()] == ["NEW", "NEW"]
+
+
+def test_checkpoints_live_in_scratch_and_are_never_reused(bake, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    project = bake(scratch_root=str(scratch))
+    make(project, "train", "EXP=001", env=LOCAL)
+    wait_state(project, "001", "train", {"COMPLETED"})
+    assert (scratch / "demo" / "checkpoints" / "001" / "last.json").is_file()
+    shutil.rmtree(project / "experiments" / "001")  # the experiment is gone, its checkpoints are not
+    again = make(project, "new", "EXP=001", check=False)
+    assert again.returncode != 0
+    assert error_line(again) == f"error: {scratch}/demo/checkpoints/001 already holds checkpoints; " \
+                                "remove it or choose another id"
+    assert not (project / "experiments" / "001").exists()
+    assert [p.name for p in (project / "experiments").iterdir()] == []  # no staging dir left behind
