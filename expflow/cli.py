@@ -14,7 +14,7 @@ from expflow import __version__
 from expflow.cluster import ClusterFacts
 from expflow.context import build_context, parse_assignments, partition_values
 from expflow.detect import detect
-from expflow.errors import ExpflowError
+from expflow.errors import ExpflowError, UsageError
 from expflow.template import scaffold
 
 
@@ -87,10 +87,26 @@ def prompt_overrides(facts: ClusterFacts | None, context: dict[str, str], ask: A
     accounts = facts.accounts if facts else ()
     answers["account"] = ask_choice(ask, "Account", context.get("account", ""), accounts)
     answers["time"] = ask_choice(ask, "Time limit per job", context.get("time", "01:00:00"))
-    answers["env_modules"] = ask_choice(ask, "Modules to load in jobs (space-separated)", "")
-    answers["env_conda"] = ask_choice(ask, "Conda environment for jobs", "")
-    answers["env_venv"] = ask_choice(ask, "Virtualenv directory for jobs", "")
+    answers.update(prompt_environment(ask))
     return {key: value for key, value in answers.items() if value != context.get(key, "")}
+
+
+# How jobs get their Python: the question for each kind, and the settings it fills.
+ENVIRONMENT_QUESTIONS = {
+    "modules": [("env_modules", "Modules to load, space-separated (e.g. python/3.11 cuda/12.1)")],
+    "conda": [("env_conda", "Conda environment name or path")],
+    "venv": [("env_venv", "Virtualenv directory")],
+    "apptainer": [("env_container", "Apptainer/Singularity image (.sif)"),
+                  ("env_container_overlay", "Overlay image (empty: none)")],
+}
+
+
+def prompt_environment(ask: Ask) -> dict[str, str]:
+    kinds = ["none", *ENVIRONMENT_QUESTIONS]
+    kind = ask_choice(ask, "How do jobs get their Python", "none", kinds)
+    if kind not in kinds:
+        raise UsageError(f"unknown environment kind {kind!r}; choose one of {', '.join(kinds)}")
+    return {key: ask_choice(ask, question, "") for key, question in ENVIRONMENT_QUESTIONS.get(kind, [])}
 
 
 def run_scaffold(args: argparse.Namespace, ask: Ask) -> int:

@@ -17,7 +17,8 @@ from expflow.runtime import slurmkit, template_dir
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 BACKENDS = ("auto", "slurm", "local")
-RESOURCE_KEYS = ("account", "partition", "gpu_type", "gpus", "nodes", "cpus", "mem", "time")
+RESOURCE_KEYS = ("account", "partition", "gpu_type", "gpus", "nodes", "cpus", "mem", "time",
+                 "qos", "constraint", "mail_type")
 DEFAULT_TIME = "01:00:00"
 
 

@@ -70,7 +70,7 @@ def test_scaffold_refuses_an_existing_directory(tmp_path, capsys):
 def test_scaffold_asks_with_detected_defaults(tmp_path, monkeypatch, torch_facts, capsys):
     monkeypatch.setattr("expflow.cli.detect", lambda: torch_facts)
     questions = []
-    answers = iter(["l40s_public", "", "2", "torch_pr_68_tandon_advanced", "", "cuda/12.1 python/3.11", "", ""])
+    answers = iter(["l40s_public", "", "2", "torch_pr_68_tandon_advanced", "", "modules", "cuda/12.1 python/3.11"])
 
     def ask(question):
         questions.append(question)
@@ -79,6 +79,7 @@ def test_scaffold_asks_with_detected_defaults(tmp_path, monkeypatch, torch_facts
     assert main(["scaffold", "p", "-o", str(tmp_path)], ask=ask) == 0
     assert questions[0] == "Partition (cs, rtx8000, l40s_public, h200_tandon) [cs]: "
     assert questions[1] == "GPU type (l40s) [l40s]: "
+    assert questions[5] == "How do jobs get their Python (none, modules, conda, venv, apptainer) [none]: "
     settings = (tmp_path / "p" / "settings.env").read_text()
     for line in ("PARTITION='l40s_public'", "GPU_TYPE='l40s'", "GPUS='2'", "ACCOUNT='torch_pr_68_tandon_advanced'",
                  "ENV_MODULES='cuda/12.1 python/3.11'", "CLUSTER='torch'"):

@@ -16,11 +16,12 @@ from conftest import REPO, make, run
 EXPECTED_FILES = {
     ".gitignore", "Makefile", "README.md", "settings.env", "configs/default.yaml", "train.py", "eval.py",
     "scripts/train.sbatch", "scripts/eval.sbatch", "scripts/job-lib.sh", "scripts/experiment.py",
-    "scripts/harvest.py", "scripts/projectlib.py", "scripts/slurmkit.py",
+    "scripts/harvest.py", "scripts/projectlib.py", "scripts/slurmkit.py", "scripts/jobrecord.py",
 }
 EXECUTABLE = {"scripts/train.sbatch", "scripts/eval.sbatch", "scripts/experiment.py", "scripts/harvest.py",
-              "train.py", "eval.py"}
-RUNTIME_PY = ["scripts/experiment.py", "scripts/harvest.py", "scripts/projectlib.py", "scripts/slurmkit.py"]
+              "scripts/jobrecord.py", "train.py", "eval.py"}
+RUNTIME_PY = ["scripts/experiment.py", "scripts/harvest.py", "scripts/projectlib.py", "scripts/slurmkit.py",
+              "scripts/jobrecord.py"]
 HOSTILE_DIR = 'path with spaces and "quotes" and \\backslashes'
 
 

@@ -185,3 +185,54 @@ def test_status_makes_one_scheduler_call_for_200_experiments(project, alice_dir)
         calls = log.read_text().splitlines()
         assert len(calls) == 1 and calls[0].startswith("sacct "), calls
     alice_make(project, "cancel", "EXP=seed")
+
+
+def test_resume_after_a_crash_on_the_cluster(project):
+    alice_make(project, "new", "EXP=r", "SET=crash_at_epoch=2 training.seconds_per_epoch=0.2")
+    alice_make(project, "train", "EXP=r")
+    assert wait_state(project, "r", "train", {"FAILED"})["EXIT"] == "1"
+    alice_make(project, "resume", "EXP=r")
+    wait_state(project, "r", "train", {"COMPLETED"})
+    jobs = json.loads((project / "experiments/r/metadata.json").read_text())["jobs"]
+    assert [job["attempt"] for job in jobs] == [1, 2] and jobs[0]["job_id"] != jobs[1]["job_id"]
+    assert "--export=ALL,EXPFLOW_ATTEMPT=2,EXPFLOW_RESUME=1" in jobs[1]["sbatch"]
+    logs = alice_make(project, "logs", "EXP=r").stdout
+    assert "resuming at epoch 2 (attempt 2)" in logs
+    assert (project / "experiments/r" / jobs[0]["log"]).read_text().count("crashing at epoch 2") == 1
+
+
+def test_reproducibility_records_on_the_cluster(project, alice_dir):
+    def git(*args):
+        return run(["git", "-c", "user.name=Alice", "-c", "user.email=alice@example.org", *args], cwd=project,
+                   user=USER).stdout
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "project")
+    commit = git("rev-parse", "HEAD").strip()
+    run(["sed", "-i", "s/Example training code/Alice's training code/", "train.py"], cwd=project, user=USER)
+    result = alice_make(project, "train", "EXP=rep")
+    assert "WARNING: submitted from a dirty git tree" in result.stderr
+    wait_state(project, "rep", "train", {"COMPLETED"})
+    job = json.loads((project / "experiments/rep/metadata.json").read_text())["jobs"][0]
+    assert job["git"]["commit"] == commit and job["git"]["dirty"] is True
+    clone = alice_dir / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], cwd=alice_dir, user=USER)
+    run(["git", "checkout", "-q", commit], cwd=clone, user=USER)
+    run(["git", "apply", str(project / "experiments/rep" / job["git"]["patch"])], cwd=clone, user=USER)
+    assert (clone / "train.py").read_text() == (project / "train.py").read_text()
+    record = json.loads((project / "experiments/rep/runs" / f"train-{job['job_id']}.json").read_text())
+    assert record["allocated_gpus"] == {"type": "l40s", "count": 1}
+    assert record["node"] == "gl001" and record["nodelist"] == "gl001" and record["account"] == "torch_pr_68_general"
+    packages = (project / "experiments/rep" / record["packages"]["file"]).read_text()
+    assert record["packages"]["tool"] == "pip freeze" and packages.strip()
+
+
+def test_eval_on_another_gpu_type_warns_and_is_recorded(project):
+    alice_make(project, "train", "EXP=g")
+    wait_state(project, "g", "train", {"COMPLETED"})
+    result = alice_make(project, "eval", "EXP=g", "PARTITION=h200_tandon", "GPU_TYPE=h200")
+    assert "WARNING: eval job" in result.stderr and "runs on h200, its training ran on l40s" in result.stderr
+    job = json.loads((project / "experiments/g/metadata.json").read_text())["jobs"][-1]
+    assert job["gpu_type_change"] == {"from": "l40s", "to": "h200", "reference": "its training"}
+    wait_state(project, "g", "eval", {"COMPLETED"})

@@ -157,3 +157,10 @@ def test_run_command_never_raises(tmp_path):
     assert hanging.returncode is None and "timed out" in hanging.error
     failing = slurmkit.run_command(["bash", "-c", "echo 'sinfo: error: boom' >&2; exit 1"])
     assert slurmkit.describe_failure(failing) == "bash failed: sinfo: error: boom"
+
+
+def test_scontrol_job_recorded():
+    fields = slurmkit.parse_scontrol_job(read_data("scontrol-show-job-oneliner.txt"))
+    assert fields["JobId"] == "40" and fields["Partition"] == "l40s_public"
+    assert slurmkit.gpus_from_tres(fields["TRES"]) == ("l40s", 2)
+    assert slurmkit.gpus_from_tres("cpu=1,mem=1G,node=1") == ("", 0)

@@ -45,7 +45,12 @@ def main():
     checkpoint = os.path.join(os.environ["EXPFLOW_CHECKPOINT_DIR"], "last.json")
     first_epoch = load_checkpoint(checkpoint)
     metrics = None
+    if first_epoch:
+        print("resuming at epoch {} (attempt {})".format(first_epoch, os.environ.get("EXPFLOW_ATTEMPT")))
     for epoch in range(first_epoch, config["training"]["epochs"]):
+        if epoch == config.get("crash_at_epoch") and os.environ.get("EXPFLOW_RESUME") != "1":
+            print("crashing at epoch {} (crash_at_epoch)".format(epoch), file=sys.stderr)
+            return 1
         time.sleep(config["training"]["seconds_per_epoch"])
         metrics = simulated_epoch(config, epoch)
         with open(os.environ["EXPFLOW_METRICS"], "a") as handle:

@@ -113,13 +113,13 @@ def merged_job(job, record, info):
     exit_code = record.get("exit_code")
     if exit_code is None and info and info.state in slurmkit.FINAL_STATES:
         exit_code = info.exit_code
-    resources = job.get("resources", {})
+    resources, allocated = job.get("resources", {}), record.get("allocated_gpus") or {}
     return {
         "job_id": str(job["job_id"]), "state": state, "exit_code": "" if exit_code is None else exit_code,
         "partition": (info and info.partition) or record.get("partition") or resources.get("partition", ""),
         "account": (info and info.account) or record.get("account") or resources.get("account", ""),
-        "gpu_type": (info and info.gpu_type) or resources.get("gpu_type", ""),
-        "gpus": (info and info.gpus) or resources.get("gpus", ""),
+        "gpu_type": (info and info.gpu_type) or allocated.get("type") or resources.get("gpu_type", ""),
+        "gpus": (info and info.gpus) or allocated.get("count") or resources.get("gpus", ""),
         "node": (info and info.node) or record.get("node", ""),
         "elapsed": elapsed(record, info),
         "submitted": job.get("submitted", ""), "started": record.get("started", ""),
@@ -144,13 +144,7 @@ def fallback_state(job, record, info):
 
 
 def local_alive(job):
-    try:
-        os.kill(int(job.get("pid")), 0)
-    except (ProcessLookupError, TypeError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pl.pid_alive(job.get("pid"))
 
 
 def parse_iso(text):

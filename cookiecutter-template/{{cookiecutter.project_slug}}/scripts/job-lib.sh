@@ -8,7 +8,7 @@
 # The same functions run under SLURM and on the local backend (plain bash).
 
 expflow_record() {
-  python3 -I scripts/experiment.py record "$@"
+  python3 -I scripts/jobrecord.py "$@"
 }
 
 # `module` is a shell function that batch shells may not have: load it first.
@@ -63,6 +63,29 @@ setup_environment() {
   fi
 }
 
+# Run a command in the Apptainer/Singularity image named by ENV_CONTAINER (with
+# GPUs passed through, and ENV_CONTAINER_OVERLAY mounted read-only), or as is.
+run_in_environment() {
+  local runtime
+  local -a options=()
+  if [[ -z "${ENV_CONTAINER:-}" ]]; then
+    "$@"
+    return
+  fi
+  runtime="$(command -v apptainer || command -v singularity || true)"
+  if [[ -z "${runtime}" ]]; then
+    echo "expflow: ENV_CONTAINER is set but neither apptainer nor singularity is on PATH" >&2
+    return 1
+  fi
+  if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then
+    options+=(--nv)
+  fi
+  if [[ -n "${ENV_CONTAINER_OVERLAY:-}" ]]; then
+    options+=(--overlay "${ENV_CONTAINER_OVERLAY}:ro")
+  fi
+  "${runtime}" exec "${options[@]}" "${ENV_CONTAINER}" "$@"
+}
+
 run_stage() {
   local stage="$1" exp_dir="$2"
   shift 2
@@ -78,8 +101,11 @@ run_stage() {
   EXPFLOW_RESULTS="${EXPFLOW_EXP_DIR}/${stage}_results.json"
   EXPFLOW_METRICS="${EXPFLOW_EXP_DIR}/${stage}_metrics.jsonl"
   EXPFLOW_CHECKPOINT_DIR="${EXPFLOW_EXP_DIR}/checkpoints"
+  EXPFLOW_ATTEMPT="${EXPFLOW_ATTEMPT:-1}"  # set by make resume, with EXPFLOW_RESUME=1
+  EXPFLOW_RESUME="${EXPFLOW_RESUME:-0}"
   export EXPFLOW_STAGE EXPFLOW_EXP_DIR EXPFLOW_EXP_ID EXPFLOW_JOB_ID EXPFLOW_CONFIG \
-    EXPFLOW_CONFIG_JSON EXPFLOW_RESULTS EXPFLOW_METRICS EXPFLOW_CHECKPOINT_DIR
+    EXPFLOW_CONFIG_JSON EXPFLOW_RESULTS EXPFLOW_METRICS EXPFLOW_CHECKPOINT_DIR \
+    EXPFLOW_ATTEMPT EXPFLOW_RESUME
 
   # The EXIT trap records the end in every case; TERM (scancel, time limit,
   # make cancel) and INT are turned into an exit so that the trap runs.
@@ -88,9 +114,11 @@ run_stage() {
   trap 'EXPFLOW_SIGNAL=TERM; exit 143' TERM
   trap 'EXPFLOW_SIGNAL=INT; exit 130' INT
 
-  echo "expflow: ${stage} of ${EXPFLOW_EXP_ID}, job ${EXPFLOW_JOB_ID}, on ${SLURMD_NODENAME:-$(hostname)}, $(date -Is)"
+  echo "expflow: ${stage} of ${EXPFLOW_EXP_ID}, job ${EXPFLOW_JOB_ID}, attempt ${EXPFLOW_ATTEMPT}," \
+    "on ${SLURMD_NODENAME:-$(hostname)}, $(date -Is)"
   expflow_record start
   setup_environment
+  expflow_record environment
   mkdir -p "${EXPFLOW_CHECKPOINT_DIR}"
-  "$@"
+  run_in_environment "$@"
 }

@@ -26,13 +26,18 @@ class ProjectError(Exception):
 
 SETTINGS_FILE = "settings.env"
 
-# settings a command line may override: make train EXP=001 GPUS=2 TIME=04:00:00
-RESOURCE_KEYS = ("PARTITION", "ACCOUNT", "GPU_TYPE", "GPUS", "NODES", "CPUS", "MEM", "TIME")
+# settings a command line (or an experiment's own settings.env) may override:
+# make train EXP=001 GPUS=2 TIME=04:00:00
+RESOURCE_KEYS = ("PARTITION", "ACCOUNT", "GPU_TYPE", "GPUS", "NODES", "CPUS", "MEM", "TIME",
+                 "QOS", "CONSTRAINT", "MAIL_TYPE")
 
 
-def read_settings(root):
-    """settings.env -> {KEY: value}. The file is data: KEY='value' lines only."""
+def read_settings(root, missing_ok=False):
+    """DIR/settings.env -> {KEY: value}. The file is data: KEY='value' lines only.
+    missing_ok: an experiment without its own settings has {}."""
     path = os.path.join(root, SETTINGS_FILE)
+    if missing_ok and not os.path.exists(path):
+        return {}
     try:
         with open(path) as handle:
             lines = handle.read().splitlines()
@@ -51,6 +56,14 @@ def read_settings(root):
             raise ProjectError("{} line {}: expected KEY='value', got {!r}".format(SETTINGS_FILE, number, line))
         settings[key] = value
     return settings
+
+
+def write_settings(path, values):
+    """{KEY: value} -> KEY='value' lines that bash sources and read_settings reads."""
+    lines = ["# this experiment's own settings: they override the project's settings.env"]
+    lines += ["{}={}".format(key, shlex.quote(str(value))) for key, value in sorted(values.items())]
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
 
 
 def setting_overrides(settings, environ, keys):
@@ -96,6 +109,17 @@ def list_experiment_ids(root):
     except FileNotFoundError:
         return []
     return sorted(n for n in names if ID_PATTERN.match(n) and os.path.isdir(os.path.join(base, n)))
+
+
+def pid_alive(pid):
+    """Whether a process exists (a local job still running)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, TypeError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def now_iso():
@@ -261,3 +285,79 @@ def flatten(mapping, prefix=""):
         else:
             flat[name] = value
     return flat
+
+
+def _dump_scalar(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    plain = text and text == text.strip() and parse_scalar(text) == text and not any(c in text for c in ":#[]{},'\"")
+    return text if plain else json.dumps(text)
+
+
+def dump_yaml_subset(mapping, indent=0):
+    """The inverse of read_yaml_subset: block mappings, inline lists of scalars."""
+    lines = []
+    for key, value in mapping.items():
+        prefix = " " * indent + _dump_scalar(key) + ":"
+        if isinstance(value, dict) and value:
+            lines.append(prefix)
+            lines.append(dump_yaml_subset(value, indent + 2).rstrip("\n"))
+        elif isinstance(value, dict):
+            lines.append(prefix + " {}")
+        elif isinstance(value, list):
+            if any(isinstance(item, (dict, list)) for item in value):
+                raise YamlSubsetError("{}: nested collections in a list need PyYAML".format(key))
+            lines.append(prefix + " [" + ", ".join(_dump_scalar(item) for item in value) + "]")
+        else:
+            lines.append(prefix + " " + _dump_scalar(value))
+    return "\n".join(lines) + "\n"
+
+
+def split_keeping_quotes(text):
+    """Split on blanks outside quotes and keep the quotes: name='res net' stays one
+    item, and '50' stays quoted so that it is typed as a string, as in YAML."""
+    items, current, quote = [], [], None
+    for char in text:
+        if quote is None and char.isspace():
+            if current:
+                items.append("".join(current))
+            current = []
+            continue
+        if char in "'\"" and quote in (None, char):
+            quote = None if quote else char
+        current.append(char)
+    if quote:
+        raise ProjectError("SET: unclosed {} quote".format(quote))
+    if current:
+        items.append("".join(current))
+    return items
+
+
+def apply_overrides(config, assignments, allow_new=False):
+    """SET="optimizer.lr=0.01 model.depth=50" -> a new config; values are typed as
+    YAML scalars ([a, b] is a list). An unknown key is an error unless allow_new."""
+    import copy
+    config = copy.deepcopy(config)
+    known = flatten(config)
+    for item in split_keeping_quotes(assignments):
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ProjectError("SET: expected key=value, got {!r}".format(item))
+        if key not in known and not allow_new:
+            near = [k for k in known if k.split(".")[-1] == key.split(".")[-1]]
+            hint = "; did you mean {}?".format(" or ".join(near)) if near else ""
+            raise ProjectError("SET: unknown config key {!r} (SET_NEW=1 adds it){}".format(key, hint))
+        value = _inline_list(text, "SET " + key) if text.strip().startswith("[") else parse_scalar(text)
+        node = config
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ProjectError("SET: {} is not a mapping".format(part))
+        node[parts[-1]] = value
+    return config

@@ -301,7 +301,7 @@ def _blank_time(text):
     return "" if text in ("Unknown", "None", "N/A") else text
 
 
-def _gpus_from_tres(tres):
+def gpus_from_tres(tres):
     """AllocTRES "cpu=2,gres/gpu:l40s=1,gres/gpu=1" -> ("l40s", 1)."""
     gpu_type, count = "", 0
     for item in tres.split(","):
@@ -329,7 +329,7 @@ def parse_sacct(text):
         if len(fields) != len(SACCT_FIELDS) or "." in fields[0]:
             continue
         job_id, _name, state, exit_code, elapsed, node, partition, account, tres, submit, start, end, reason = fields
-        gpu_type, gpus = _gpus_from_tres(tres)
+        gpu_type, gpus = gpus_from_tres(tres)
         code = exit_code.split(":")[0]
         jobs[job_id] = JobInfo(
             job_id=job_id, state=state.split()[0] if state else "", exit_code=int(code) if code.isdigit() else None,
@@ -338,6 +338,21 @@ def parse_sacct(text):
             start=_blank_time(start), end=_blank_time(end), reason=_no_reason(reason),
         )
     return jobs
+
+
+def scontrol_job_argv(job_id):
+    return ["scontrol", "show", "job", "--oneliner", job_id]
+
+
+def parse_scontrol_job(text):
+    """`scontrol show job --oneliner ID` -> {Key: Value} (values hold no blanks,
+    except the trailing Command/WorkDir ones, which are not needed here)."""
+    fields = {}
+    for item in text.split():
+        key, sep, value = item.partition("=")
+        if sep and key not in fields:
+            fields[key] = value
+    return fields
 
 
 SQUEUE_FORMAT = "%i|%j|%T|%P|%M|%N|%r|%b"
@@ -377,6 +392,8 @@ _OPTION_PATTERNS = {
     "cpus": (r"^[1-9]\d{0,3}$", "a whole number of CPUs per task, at least 1"),
     "mem": (r"^[1-9]\d*[KMGT]?$", "a memory size such as 16G or 8000M"),
     "time": (r"^(\d+-)?\d+(:\d{2}){0,2}$", "a SLURM time such as 04:00:00 or 1-00:00:00"),
+    "constraint": (r"^[A-Za-z0-9_.&|\[\]*,:-]+$", "a node feature expression such as a100&ib"),
+    "mail_type": (r"^[A-Z_]+(,[A-Z_]+)*$", "mail types such as END,FAIL"),
 }
 
 

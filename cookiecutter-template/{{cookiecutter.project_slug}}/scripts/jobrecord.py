@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""What a job records about itself, from scripts/job-lib.sh:
+
+    jobrecord.py start                 before the environment is set up
+    jobrecord.py environment           after it: packages, modules, GPUs
+    jobrecord.py finish CODE [SIGNAL]  from the EXIT trap
+
+Each writes EXP_DIR/runs/STAGE-JOB.json (temp file + rename); the package list
+goes beside it as STAGE-JOB.packages.txt. Standard library only, Python 3.6+,
+run as `python3 -I`. Everything it needs comes from EXPFLOW_* and SLURM_*
+variables, so the same code runs under SLURM and on the local backend.
+"""
+
+import os
+import shutil
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script dir out
+
+import projectlib as pl  # noqa: E402
+import slurmkit  # noqa: E402
+
+
+def parse_nvidia_smi(text):
+    """`nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader`
+    -> [{"name", "driver", "memory"}], one per GPU the job can see."""
+    gpus = []
+    for line in text.splitlines():
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) == 3 and fields[0]:
+            gpus.append({"name": fields[0], "driver": fields[1], "memory": fields[2]})
+    return gpus
+
+
+NVIDIA_SMI_ARGV = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
+
+
+def gpu_inventory():
+    if not shutil.which("nvidia-smi"):
+        return []
+    result = slurmkit.run_command(NVIDIA_SMI_ARGV, timeout=30)
+    return parse_nvidia_smi(result.stdout) if result.ok else []
+
+
+def allocated_gpus(env):
+    """{"type", "count"} of the GPUs SLURM allocated to this job (its TRES), or {}."""
+    if not env.get("SLURM_JOB_ID"):
+        return {}
+    result = slurmkit.run_command(slurmkit.scontrol_job_argv(env["SLURM_JOB_ID"]), timeout=30)
+    if not result.ok:
+        return {}
+    gpu_type, count = slurmkit.gpus_from_tres(slurmkit.parse_scontrol_job(result.stdout).get("TRES", ""))
+    return {"type": gpu_type, "count": count} if count else {}
+
+
+def package_list(env):
+    """(tool, text): `conda list --export` inside a conda env, else `pip freeze`."""
+    if env.get("CONDA_PREFIX") and shutil.which("conda"):
+        result = slurmkit.run_command(["conda", "list", "--export"], timeout=120)
+        if result.ok:
+            return "conda list --export", result.stdout
+    result = slurmkit.run_command([sys.executable, "-m", "pip", "freeze", "--all"], timeout=120)
+    if result.ok:
+        return "pip freeze", result.stdout
+    return "", ""
+
+
+def record_path(env):
+    name = "{}-{}.json".format(env["EXPFLOW_STAGE"], env["EXPFLOW_JOB_ID"])
+    return os.path.join(env["EXPFLOW_EXP_DIR"], "runs", name)
+
+
+def read_record(env):
+    record, _ = pl.read_json(record_path(env))
+    if isinstance(record, dict):
+        return record
+    return {"stage": env["EXPFLOW_STAGE"], "job_id": env["EXPFLOW_JOB_ID"]}
+
+
+def wait_for_dependency(env):
+    """Local backend: block until the run named by EXPFLOW_AFTER_RUN completes.
+    Returns "" to go on, or why the dependency can never be satisfied."""
+    path, pid = env.get("EXPFLOW_AFTER_RUN", ""), env.get("EXPFLOW_AFTER_PID", "")
+    while path:
+        record, _ = pl.read_json(path)
+        state = (record or {}).get("state", "")
+        if state == "COMPLETED":
+            return ""
+        if state in slurmkit.FINAL_STATES:
+            return "dependency {} ended {}".format(os.path.basename(path), state)
+        if pid and not pl.pid_alive(int(pid)) and state != "RUNNING":
+            return "dependency process {} ended without a record".format(pid)
+        time.sleep(1)
+    return ""
+
+
+def start(env):
+    blocked = wait_for_dependency(env)
+    record = {
+        "stage": env["EXPFLOW_STAGE"], "job_id": env["EXPFLOW_JOB_ID"], "state": "RUNNING",
+        "started": pl.now_iso(), "attempt": int(env.get("EXPFLOW_ATTEMPT") or 1),
+        "node": env.get("SLURMD_NODENAME") or socket.gethostname(), "host": socket.gethostname(),
+        "nodelist": env.get("SLURM_JOB_NODELIST", ""), "pid": os.getppid(),
+        "partition": env.get("SLURM_JOB_PARTITION", ""), "account": env.get("SLURM_JOB_ACCOUNT", ""),
+        "array_job_id": env.get("SLURM_ARRAY_JOB_ID", ""), "array_task_id": env.get("SLURM_ARRAY_TASK_ID", ""),
+        "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES", ""),
+        "allocated_gpus": allocated_gpus(env),
+    }
+    if blocked:
+        record.update(state="CANCELLED", ended=pl.now_iso(), reason=blocked)
+        pl.write_json_atomic(record_path(env), record)
+        print("expflow: not running: " + blocked, file=sys.stderr)
+        return 1
+    pl.write_json_atomic(record_path(env), record)
+    return 0
+
+
+def environment(env):
+    """After the job's environment is set up: what the code will run with."""
+    record = read_record(env)
+    tool, packages = package_list(env)
+    if tool:
+        packages_path = record_path(env)[: -len(".json")] + ".packages.txt"
+        with open(packages_path, "w") as handle:
+            handle.write(packages)
+        record["packages"] = {"tool": tool, "file": os.path.relpath(packages_path, env["EXPFLOW_EXP_DIR"])}
+    record.update(
+        python=sys.version.split()[0], python_executable=sys.executable,
+        modules=[m for m in env.get("LOADEDMODULES", "").split(":") if m],
+        conda_env=env.get("CONDA_DEFAULT_ENV", ""), virtualenv=env.get("VIRTUAL_ENV", ""),
+        container=env.get("ENV_CONTAINER", ""), gpus=gpu_inventory(),
+    )
+    pl.write_json_atomic(record_path(env), record)
+    return 0
+
+
+def finish(env, code, killed_by):
+    record = read_record(env)
+    if record.get("state") in slurmkit.FINAL_STATES:
+        return 0  # already final (a dependency that was never satisfied)
+    state = "COMPLETED" if code == 0 else ("CANCELLED" if killed_by else "FAILED")
+    record.update(state=state, exit_code=code, ended=pl.now_iso())
+    if killed_by:
+        record["signal"] = killed_by
+    pl.write_json_atomic(record_path(env), record)
+    return 0
+
+
+def main(argv=None, env=None):
+    argv = sys.argv[1:] if argv is None else argv
+    env = os.environ if env is None else env
+    if argv[:1] == ["start"]:
+        return start(env)
+    if argv[:1] == ["environment"]:
+        return environment(env)
+    if argv[:1] == ["finish"] and len(argv) in (2, 3):
+        return finish(env, int(argv[1]), argv[2] if len(argv) == 3 else "")
+    print("usage: jobrecord.py start | environment | finish CODE [SIGNAL]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
