@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from expflow import __version__
+from expflow.advisor import Access, account_access, check_access, cluster_report, find_project, render
 from expflow.cluster import ClusterFacts
 from expflow.context import build_context, parse_assignments, partition_values
 from expflow.detect import detect
@@ -25,6 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="show what was detected and where each value came from")
     info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.add_argument("--refresh", action="store_true",
+                      help="check which account may use which partition again, even when this project has it cached")
+
+    res = commands.add_parser("resources", help="GPUs per partition, the queue, your jobs; where a job can start now")
+    res.add_argument("--partition", default="", help="only this partition")
+    res.add_argument("--gpu-type", default="", help="only this GPU type, which the job then needs")
+    res.add_argument("--gpus", default="1", help="GPUs the job needs per node (default 1; 0: no GPU)")
+    res.add_argument("--time", default="", help="the job's time limit (default: the partition's)")
+    res.add_argument("--json", action="store_true", help="machine-readable output")
 
     new = commands.add_parser("scaffold", help="generate a new experiment project")
     new.add_argument("name", help="project name, also its directory name")
@@ -33,12 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a setting (repeatable), e.g. --set partition=h200_tandon")
     new.add_argument("--no-detect", action="store_true", help="skip detection: offline defaults, local backend")
+    new.add_argument("--check-access", action="store_true",
+                     help="ask SLURM (sbatch --test-only) whether it accepts the account, partition, GPUs and time")
     return parser
 
 
-def print_info(facts: ClusterFacts, as_json: bool) -> None:
+def print_info(facts: ClusterFacts, access: Access | None, source: str, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(facts.as_dict(), indent=2))
+        access_fields = dict(access, source=source) if access else None
+        print(json.dumps({**facts.as_dict(), "access": access_fields}, indent=2))
         return
     source = facts.sources.get
     rows = [
@@ -59,8 +74,36 @@ def print_info(facts: ClusterFacts, as_json: bool) -> None:
         for p in facts.partitions:
             name = p.name + ("*" if p.default else "")
             print(f"  {name:16} {','.join(p.gpu_types) or '-':16} {p.gpus_per_node:>9} {p.nodes:>5}  {p.max_time}")
+    if access:
+        print_access(access, source)
     for warning in facts.warnings:
         print(f"WARNING: {warning}")
+
+
+def print_access(access: Access, source: str) -> None:
+    """Per account, the partitions that accept it, and SLURM's reason for the others."""
+    print(f"access:           [{source}, checked {access['checked']}; --refresh checks again]")
+    for entry in access["accounts"]:
+        name = entry["account"] or "(your default)"
+        print(f"  {name:30} {', '.join(entry['accepted']) or '(no partition)'}")
+        for partition, reason in entry["refused"].items():
+            print(f"  {'':30} refused by {partition}: {reason}")
+
+
+def run_info(args: argparse.Namespace) -> int:
+    facts = detect()
+    access, source = account_access(facts, find_project(Path.cwd()), args.refresh)
+    print_info(facts, access, source, args.json)
+    return 0
+
+
+def run_resources(args: argparse.Namespace) -> int:
+    request = {"partition": args.partition, "gpu_type": args.gpu_type, "gpus": args.gpus, "time": args.time}
+    report = cluster_report(request, find_project(Path.cwd()))
+    for warning in report["warnings"]:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    print(render(report, args.json, shutil.get_terminal_size((120, 24)).columns), end="")
+    return 0
 
 
 Ask = Callable[[str], str]
@@ -111,6 +154,8 @@ def prompt_environment(ask: Ask) -> dict[str, str]:
 
 def run_scaffold(args: argparse.Namespace, ask: Ask) -> int:
     overrides = parse_assignments(args.set)
+    if args.check_access and args.no_detect:
+        raise UsageError("--check-access asks SLURM, so it does not go with --no-detect")
     facts = None if args.no_detect else detect()
     for warning in facts.warnings if facts else ():
         print(f"WARNING: {warning}", file=sys.stderr)
@@ -118,7 +163,13 @@ def run_scaffold(args: argparse.Namespace, ask: Ask) -> int:
     if not args.no_input:
         answers = prompt_overrides(facts, context, ask)
         context = build_context(args.name, facts, {**overrides, **answers})
+    if args.check_access:
+        if facts is None or not facts.slurm:
+            raise UsageError("--check-access needs SLURM, and sbatch is not on PATH")
+        print(f"[OK] {check_access(context)}")
     project = scaffold(context, args.output_dir)
+    if facts is not None:
+        account_access(facts, project, refresh=True)  # the project's cache: make resources shows it
     where = context.get("partition") or "default partition"
     print(f"[OK] created {project} (cluster {context.get('cluster', 'local')}, {where})")
     print(f"Next: cd {project} && make train EXP=001")
@@ -129,8 +180,9 @@ def main(argv: Sequence[str] | None = None, ask: Ask = input) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "info":
-            print_info(detect(), args.json)
-            return 0
+            return run_info(args)
+        if args.command == "resources":
+            return run_resources(args)
         return run_scaffold(args, ask)
     except ExpflowError as exc:
         print(f"expflow: error: {exc}", file=sys.stderr)

@@ -15,3 +15,8 @@ class TargetExistsError(ExpflowError):
 
 class TemplateError(ExpflowError):
     """The template could not be found or rendered (cookiecutter's errors, translated)."""
+
+
+class SchedulerError(ExpflowError):
+    """SLURM could not be asked (sinfo failed), or it refused a request that
+    `sbatch --test-only` checked (scaffold --check-access)."""

@@ -58,7 +58,7 @@ def test_train_eval_status_results(bake):
     assert (row["loss"], row["val_acc"], row["test_acc"]) == ("0.37024", "0.81488", "0.80488")
     assert row["state"] == "COMPLETED" and row["eval_state"] == "COMPLETED" and row["exit_code"] == "0"
     assert row["optimizer.lr"] == "0.1" and row["model.name"] == "mlp"
-    assert "| 001 | COMPLETED |" in (project / "results" / "results.md").read_text()
+    assert "| 001 |  | COMPLETED | 0 | COMPLETED |" in (project / "results" / "results.md").read_text()
     record = json.loads(next((project / "experiments/001/runs").glob("train-*.json")).read_text())
     assert record["state"] == "COMPLETED" and record["exit_code"] == 0 and record["started"] <= record["ended"]
 
@@ -167,7 +167,7 @@ def test_status_with_no_experiments_and_results_columns_are_stable(bake):
     make(project, "results")
     with open(project / "results" / "results.csv", newline="") as handle:
         header = next(csv.reader(handle))
-    assert header[:4] == ["id", "state", "exit_code", "eval_state"]
+    assert header[:5] == ["id", "sweep", "state", "exit_code", "eval_state"]
     assert header.index("model.depth") < header.index("training.seed")
     assert [row["state"] for row in read_csv(project).values()] == ["NEW", "NEW"]
 

@@ -17,11 +17,12 @@ EXPECTED_FILES = {
     ".gitignore", "Makefile", "README.md", "settings.env", "configs/default.yaml", "train.py", "eval.py",
     "scripts/train.sbatch", "scripts/eval.sbatch", "scripts/job-lib.sh", "scripts/experiment.py",
     "scripts/harvest.py", "scripts/projectlib.py", "scripts/slurmkit.py", "scripts/jobrecord.py",
+    "scripts/tables.py", "scripts/compare.py", "scripts/report.py",
 }
 EXECUTABLE = {"scripts/train.sbatch", "scripts/eval.sbatch", "scripts/experiment.py", "scripts/harvest.py",
-              "scripts/jobrecord.py", "train.py", "eval.py"}
+              "scripts/jobrecord.py", "scripts/compare.py", "scripts/report.py", "train.py", "eval.py"}
 RUNTIME_PY = ["scripts/experiment.py", "scripts/harvest.py", "scripts/projectlib.py", "scripts/slurmkit.py",
-              "scripts/jobrecord.py"]
+              "scripts/jobrecord.py", "scripts/tables.py", "scripts/compare.py", "scripts/report.py"]
 HOSTILE_DIR = 'path with spaces and "quotes" and \\backslashes'
 
 
@@ -127,7 +128,7 @@ def test_runtime_is_stdlib_only_and_python36(bake):
                 continue
             for module in modules:
                 top = module.split(".")[0]
-                optional = top == "yaml"  # PyYAML is used when present, never required
+                optional = top in ("yaml", "matplotlib")  # used when present, never required
                 assert top in sys.stdlib_module_names or top in local or optional, f"{name} imports {module}"
     vermin = run([shutil.which("vermin") or "vermin", "--no-tips", "--violations", "-t=3.6-", "--eval-annotations",
                   *(str(project / n) for n in RUNTIME_PY)], cwd=project, check=False)

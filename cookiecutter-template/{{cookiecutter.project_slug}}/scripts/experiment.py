@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the 
 import harvest  # noqa: E402
 import projectlib as pl  # noqa: E402
 import slurmkit  # noqa: E402
+import tables  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ("train", "eval")
@@ -440,14 +441,14 @@ def cmd_archive(env):
 def cmd_list(env):
     """Ids with the state of their newest job and their description."""
     settings = pl.read_settings(ROOT)
-    experiments = [harvest.load_experiment(ROOT, exp_id) for exp_id in pl.list_experiment_ids(ROOT)]
+    experiments = harvest.load_all(ROOT, settings)
     latest = {}
     for exp, _stage, job in harvest.job_table(experiments, settings, env):
         latest[exp["id"]] = job["state"]  # eval follows train in job_table's order
     wanted = env.get("STATE", "").upper()
     rows = [[exp["id"], latest.get(exp["id"], "NEW"), exp["metadata"].get("description", "")] for exp in experiments]
     rows = [row for row in rows if not wanted or row[1] == wanted]
-    sys.stdout.write(harvest.plain_table(["EXP", "STATE", "DESCRIPTION"], rows, harvest.terminal_width(env)))
+    sys.stdout.write(tables.plain_table(["EXP", "STATE", "DESCRIPTION"], rows, tables.terminal_width(env)))
     return 0
 
 

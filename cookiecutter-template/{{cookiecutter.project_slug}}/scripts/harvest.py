@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
-"""make status and make results: one table of every experiment.
+"""make status, results and best: one table of every experiment.
 
 Standard library only, Python 3.6+, run as `python3 -I`. Reads each
-experiment's metadata, the records its jobs wrote, its config and results,
+experiment's metadata, the records its jobs wrote, its config and metrics,
 and asks the scheduler ONCE per call about the jobs whose outcome the files
 do not settle (sacct, or squeue when accounting is off).
+
+Metrics of a stage come from, later winning: the patterns METRIC_PATTERN* of
+settings.env applied to the job's log (last match wins), then the stage's
+results JSON, or, when there is none yet, the last line of its metrics JSONL.
 """
 
+import collections
 import csv
 import io
 import json
 import os
 import pwd
-import shutil
+import re
 import sys
 from datetime import datetime
 
@@ -20,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the 
 
 import projectlib as pl  # noqa: E402
 import slurmkit  # noqa: E402
+import tables  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ("train", "eval")
@@ -27,7 +33,80 @@ STAGES = ("train", "eval")
 
 # ----------------------------------------------------------------- reading experiments
 
-def load_experiment(root, exp_id):
+def metric_patterns(settings):
+    """The METRIC_PATTERN* settings, compiled; each needs named groups."""
+    patterns = []
+    for key in sorted(k for k in settings if k.startswith("METRIC_PATTERN") and settings[k]):
+        try:
+            pattern = re.compile(settings[key])
+        except re.error as exc:
+            raise pl.ProjectError("{}: not a regular expression: {}".format(key, exc)) from None
+        if not pattern.groupindex:
+            raise pl.ProjectError("{}: name the metric with a group, e.g. (?P<val_acc>[0-9.]+)".format(key))
+        patterns.append(pattern)
+    return patterns
+
+
+def number_or_text(text):
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        return text
+
+
+def log_metrics(path, patterns):
+    """Metrics a job printed, by the settings' patterns; the last match wins."""
+    found = {}
+    try:
+        with open(path, errors="replace") as handle:
+            for line in handle:
+                for pattern in patterns:
+                    for match in pattern.finditer(line):
+                        found.update((k, number_or_text(v)) for k, v in match.groupdict().items() if v is not None)
+    except OSError:
+        pass
+    return found
+
+
+def last_json_line(path, chunk=65536):
+    """The last complete JSON object of a JSONL file (a running job may be
+    writing the final line), read from the end of the file; {} when none."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - chunk))
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return {}
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            return record
+    return {}
+
+
+def stage_metrics(path, metadata, stage, patterns, problems):
+    metrics = {}
+    job = pl.latest_job(metadata, stage)
+    if patterns and job and job.get("log"):
+        metrics.update(log_metrics(os.path.join(path, job["log"]), patterns))
+    name = "{}_results.json".format(stage)
+    results, problem = pl.read_json(os.path.join(path, name))
+    if problem:
+        problems.append(problem)
+    elif results is not None and not isinstance(results, dict):
+        problems.append("{}: not a JSON object".format(name))
+    elif results is not None:
+        metrics.update(results)
+    else:
+        metrics.update(last_json_line(os.path.join(path, "{}_metrics.jsonl".format(stage))))
+    return metrics
+
+
+def load_experiment(root, exp_id, patterns=()):
     """One experiment's files -> dict; problems are collected, never raised."""
     path = pl.experiment_dir(root, exp_id)
     metadata, problem = pl.read_json(os.path.join(path, "metadata.json"))
@@ -38,18 +117,17 @@ def load_experiment(root, exp_id):
     problems += [problem] if problem else []
     metrics = {}
     for stage in STAGES:
-        results, problem = pl.read_json(os.path.join(path, "{}_results.json".format(stage)))
-        if problem:
-            problems.append(problem)
-        elif results is not None and not isinstance(results, dict):
-            problems.append("{}_results.json: not a JSON object".format(stage))
-        elif results:
-            metrics.update(results)
+        metrics.update(stage_metrics(path, metadata, stage, patterns, problems))
     return {
         "id": exp_id, "path": path, "metadata": metadata, "records": pl.run_records(path),
         "config": pl.flatten(config) if isinstance(config, dict) else {},
         "metrics": pl.flatten(metrics), "problems": problems,
     }
+
+
+def load_all(root, settings):
+    patterns = metric_patterns(settings)
+    return [load_experiment(root, exp_id, patterns) for exp_id in pl.list_experiment_ids(root)]
 
 
 def latest_jobs(experiment):
@@ -171,43 +249,14 @@ def job_table(experiments, settings, env):
     return [(exp, stage, merged_job(job, record, infos.get(str(job["job_id"])))) for exp, stage, job, record in rows]
 
 
-# ----------------------------------------------------------------- tables
-
-def markdown(header, rows):
-    def cell(value):
-        return str(value).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def plain_table(header, rows, width):
-    """Aligned columns for the terminal; columns that do not fit are left out and
-    counted in a last line."""
-    texts = [[str(v) for v in row] for row in [header] + rows]
-    widths = [max(len(r[i]) for r in texts) for i in range(len(header))]
-    keep, used = 0, 0
-    while keep < len(header) and used + widths[keep] + 2 <= max(width, widths[0] + 2):
-        used += widths[keep] + 2
-        keep += 1
-    out = ["  ".join(r[i].ljust(widths[i]) for i in range(keep)).rstrip() for r in texts]
-    if keep < len(header):
-        out.append("({} more columns: {})".format(len(header) - keep, ", ".join(header[keep:])))
-    return "\n".join(out) + "\n"
-
-
-def terminal_width(env):
-    if env.get("COLUMNS", "").isdigit():
-        return int(env["COLUMNS"])
-    return shutil.get_terminal_size((120, 24)).columns
-
+# ----------------------------------------------------------------- status
 
 STATUS_HEADER = ["EXP", "STAGE", "JOB", "STATE", "EXIT", "PARTITION", "GPU", "ELAPSED", "NODE", "REASON"]
 
 
 def cmd_status(env):
     settings = pl.read_settings(ROOT)
-    experiments = [load_experiment(ROOT, exp_id) for exp_id in pl.list_experiment_ids(ROOT)]
+    experiments = load_all(ROOT, settings)
     if not experiments:
         print("no experiments yet: make train EXP=001")
         return 0
@@ -219,65 +268,150 @@ def cmd_status(env):
                      gpu, job["elapsed"], job["node"], job["reason"]])
     rows += [[exp["id"], "", "", "NEW", "", "", "", "", "", ""] for exp in experiments if exp["id"] not in submitted]
     rows.sort(key=lambda row: (row[0], row[1]))
-    sys.stdout.write(plain_table(STATUS_HEADER, rows, terminal_width(env)))
+    sys.stdout.write(tables.plain_table(STATUS_HEADER, rows, tables.terminal_width(env)))
     return 0
 
 
 # ----------------------------------------------------------------- results
 
-STATUS_COLUMNS = ["id", "state", "exit_code", "eval_state", "partition", "account", "gpu_type", "gpus",
-                  "node", "job_id", "elapsed", "submitted", "started", "ended"]
+STATUS_COLUMNS = ["id", "sweep", "state", "exit_code", "eval_state", "partition", "account", "gpu_type", "gpus",
+                  "node", "job_id", "elapsed", "submitted", "started", "ended", "commit", "dirty"]
 
 
 def result_rows(experiments, settings, env):
-    """One dict per experiment: status fields from train (eval_state from eval),
-    then params, then metrics."""
-    by_id = {exp["id"]: {"id": exp["id"], "state": "NEW"} for exp in experiments}
+    """One dict per experiment: status fields of its training (eval_state of its
+    evaluation), then "params" and "metrics" dicts and "warnings"."""
+    by_id = {}
+    for exp in experiments:
+        train = pl.latest_job(exp["metadata"], "train") or {}
+        git = train.get("git") or {}
+        by_id[exp["id"]] = {
+            "id": exp["id"], "sweep": exp["metadata"].get("sweep", ""), "state": "NEW",
+            "commit": (git.get("commit") or "")[:8], "dirty": git.get("dirty", ""),
+            "params": exp["config"], "metrics": exp["metrics"], "warnings": "; ".join(exp["problems"]),
+        }
     for exp, stage, job in job_table(experiments, settings, env):
         row = by_id[exp["id"]]
         if stage == "train":
-            row.update((key, job[key]) for key in STATUS_COLUMNS[1:] if key in job)
+            row.update((key, job[key]) for key in STATUS_COLUMNS if key in job)
         else:
             row["eval_state"] = job["state"]
-    for exp in experiments:
-        by_id[exp["id"]].update(params=exp["config"], metrics=exp["metrics"], warnings="; ".join(exp["problems"]))
     return [by_id[exp["id"]] for exp in experiments]
 
 
 def result_columns(rows):
+    """(header, [(column, kind, key)]): status fields, then params, then metrics,
+    each sorted; a metric named like a param is prefixed "metric."."""
     params = sorted({key for row in rows for key in row["params"]})
     metrics = sorted({key for row in rows for key in row["metrics"]})
     clash = set(params) & set(metrics)
-    metric_names = [("metric." + m if m in clash else m, m) for m in metrics]
-    return params, metric_names
-
-
-def flat_table(rows):
-    params, metric_names = result_columns(rows)
-    header = STATUS_COLUMNS + params + [name for name, _ in metric_names]
+    columns = [(name, "status", name) for name in STATUS_COLUMNS]
+    columns += [(name, "params", name) for name in params]
+    columns += [("metric." + m if m in clash else m, "metrics", m) for m in metrics]
     if any(row["warnings"] for row in rows):
-        header.append("warnings")
-    table = []
-    for row in rows:
-        values = [row.get(key, "") for key in STATUS_COLUMNS]
-        values += [format_value(row["params"].get(key, "")) for key in params]
-        values += [format_value(row["metrics"].get(key, "")) for _, key in metric_names]
-        if header[-1] == "warnings":
-            values.append(row["warnings"])
-        table.append(values)
-    return header, table
+        columns.append(("warnings", "status", "warnings"))
+    return columns
+
+
+def native_value(row, kind, key):
+    value = row.get(key, "") if kind == "status" else row[kind].get(key)
+    return "" if value is None else value
 
 
 def format_value(value):
-    if value is None:
-        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
         return "{:.6g}".format(value)
     if isinstance(value, (list, dict)):
         return json.dumps(value, sort_keys=True)
-    return value
+    return "" if value is None else str(value)
+
+
+def as_number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+FILTER_RE = re.compile(r"^([^=!<>]+)(=|!=|>=|<=|>|<)(.*)$")
+
+
+def parse_filter(text, names):
+    """FILTER="state=COMPLETED optimizer.lr<0.1" -> [(column, op, value)]."""
+    conditions = []
+    for item in pl.split_keeping_quotes(text):
+        match = FILTER_RE.match(item)
+        if not match:
+            raise pl.ProjectError("FILTER: expected column=value (or != < > <= >=), got {!r}".format(item))
+        column, op, value = match.groups()
+        if column not in names:
+            raise pl.ProjectError("FILTER: no column {!r}".format(column))
+        conditions.append((column, op, str(pl.parse_scalar(value)) if value else ""))
+    return conditions
+
+
+def matches(record, conditions):
+    for column, op, wanted in conditions:
+        have = record[column]
+        left, right = as_number(have), as_number(wanted)
+        if op in ("=", "!="):
+            same = have == wanted or (left is not None and left == right)
+            if same != (op == "="):
+                return False
+        elif left is None or right is None or not {
+                ">": left > right, "<": left < right, ">=": left >= right, "<=": left <= right}[op]:
+            return False
+    return True
+
+
+def sort_pairs(pairs, spec, names):
+    """SORT="-val_acc,id" over (texts, natives) pairs: numbers as numbers, text as
+    text, empty cells last."""
+    for key in reversed([k for k in spec.split(",") if k]):
+        descending, column = key.startswith("-"), key.lstrip("-+")
+        if column not in names:
+            raise pl.ProjectError("SORT: no column {!r}".format(column))
+        filled = [p for p in pairs if p[0][column] != ""]
+        empty = [p for p in pairs if p[0][column] == ""]
+        numeric = all(as_number(p[0][column]) is not None for p in filled)
+        filled.sort(key=lambda p: as_number(p[0][column]) if numeric else p[0][column], reverse=descending)
+        pairs = filled + empty
+    return pairs
+
+
+def selected_columns(env):
+    """COLUMNS=id,state,val_acc; a plain number is the terminal's width, which
+    shells keep in the same variable."""
+    value = env.get("COLUMNS", "")
+    return "" if value.isdigit() else value
+
+
+def results_view(rows, env):
+    """(header, table, natives) after FILTER, SORT and COLUMNS: table holds the
+    cells as text (CSV, Markdown), natives the typed values (JSON)."""
+    columns = result_columns(rows)
+    names = [name for name, _, _ in columns]
+    pairs = []
+    for row in rows:
+        native = {name: native_value(row, kind, key) for name, kind, key in columns}
+        pairs.append(({name: format_value(value) for name, value in native.items()}, native))
+    conditions = parse_filter(env.get("FILTER", ""), names)
+    pairs = sort_pairs([p for p in pairs if matches(p[0], conditions)], env.get("SORT", ""), names)
+    header = [c for c in selected_columns(env).split(",") if c] or names
+    unknown = [c for c in header if c not in names]
+    if unknown:
+        raise pl.ProjectError("COLUMNS: no column {}".format(", ".join(repr(c) for c in unknown)))
+    table = [[text[c] for c in header] for text, _ in pairs]
+    return header, table, [{c: native[c] for c in header} for _, native in pairs]
+
+
+def terminal_order(header, rows):
+    """What a person looks at first: id and state, the metrics, then the rest."""
+    metrics = {name for name, kind, _ in result_columns(rows) if kind == "metrics"}
+    first = [c for c in ("id", "state") if c in header] + [c for c in header if c in metrics]
+    return first + [c for c in header if c not in first]
 
 
 def write_text_atomic(path, text):
@@ -287,14 +421,7 @@ def write_text_atomic(path, text):
     os.replace(tmp, path)
 
 
-def cmd_results(env):
-    settings = pl.read_settings(ROOT)
-    experiments = [load_experiment(ROOT, exp_id) for exp_id in pl.list_experiment_ids(ROOT)]
-    rows = result_rows(experiments, settings, env)
-    for row in rows:
-        if row["warnings"]:
-            warn("experiment {}: {}".format(row["id"], row["warnings"]))
-    header, table = flat_table(rows)
+def write_results(header, table, natives):
     out_dir = os.path.join(ROOT, "results")
     os.makedirs(out_dir, exist_ok=True)
     buffer = io.StringIO()
@@ -302,18 +429,87 @@ def cmd_results(env):
     writer.writerow(header)
     writer.writerows(table)
     write_text_atomic(os.path.join(out_dir, "results.csv"), buffer.getvalue())
-    write_text_atomic(os.path.join(out_dir, "results.md"), markdown(header, table))
-    sys.stdout.write(plain_table(header, table, terminal_width(env)))
-    print("[OK] {} experiments -> results/results.csv, results/results.md".format(len(rows)))
+    write_text_atomic(os.path.join(out_dir, "results.md"), tables.markdown(header, table))
+    write_text_atomic(os.path.join(out_dir, "results.json"), json.dumps(natives, indent=1) + "\n")
+
+
+Harvest = collections.namedtuple("Harvest", "header table natives rows experiments settings")
+
+
+def harvest(env):
+    """Every experiment read, merged with one scheduler call, and viewed as a table."""
+    settings = pl.read_settings(ROOT)
+    experiments = load_all(ROOT, settings)
+    rows = result_rows(experiments, settings, env)
+    for row in rows:
+        if row["warnings"]:
+            warn("experiment {}: {}".format(row["id"], row["warnings"]))
+    header, table, natives = results_view(rows, env)
+    return Harvest(header, table, natives, rows, experiments, settings)
+
+
+def cmd_results(env):
+    header, table, natives, rows = harvest(env)[:4]
+    write_results(header, table, natives)
+    order = terminal_order(header, rows)
+    positions = [header.index(column) for column in order]
+    shown = [[row[i] for i in positions] for row in table]
+    sys.stdout.write(tables.fitted_markdown(order, shown, tables.terminal_width(env)))
+    print("[OK] {} experiments -> results/results.csv, results/results.md, results/results.json".format(len(table)))
+    return 0
+
+
+# ----------------------------------------------------------------- best
+
+def best_rows(rows, metric, mode, count):
+    """The top rows by a metric (max or min); rows without it are left out."""
+    scored = [(as_number(row["metrics"].get(metric)), row) for row in rows]
+    scored = [(value, row) for value, row in scored if value is not None]
+    scored.sort(key=lambda pair: pair[0], reverse=(mode == "max"))
+    return [row for _, row in scored[:count]]
+
+
+def differing_params(rows):
+    keys = sorted({key for row in rows for key in row["params"]})
+    return [k for k in keys if len({format_value(row["params"].get(k)) for row in rows}) > 1]
+
+
+def primary_metric(env, settings):
+    """(metric, mode): METRIC and MODE, else PRIMARY_METRIC and PRIMARY_MODE."""
+    metric = env.get("METRIC") or settings.get("PRIMARY_METRIC", "")
+    mode = (env.get("MODE") or settings.get("PRIMARY_MODE") or "max").lower()
+    if mode not in ("max", "min"):
+        raise pl.ProjectError("MODE={!r} is not max or min".format(mode))
+    return metric, mode
+
+
+def cmd_best(env):
+    found = harvest(env)
+    metric, mode = primary_metric(env, found.settings)
+    count = env.get("N") or "5"
+    if not metric:
+        raise pl.ProjectError("name a metric: make best METRIC=val_acc (or set PRIMARY_METRIC in settings.env)")
+    if not count.isdigit():
+        raise pl.ProjectError("N={!r} is not a number".format(count))
+    top = best_rows(found.rows, metric, mode, int(count))
+    if not top:
+        print("no experiment has metric {!r} yet".format(metric))
+        return 0
+    params = differing_params(top)
+    header = ["rank", "id", metric, "state", "gpu_type"] + params
+    table = [[rank, row["id"], format_value(row["metrics"][metric]), row.get("state", ""), row.get("gpu_type", "")]
+             + [format_value(row["params"].get(p)) for p in params] for rank, row in enumerate(top, 1)]
+    print("best {} by {} ({}):".format(len(top), metric, mode))
+    sys.stdout.write(tables.plain_table(header, table, tables.terminal_width(env)))
     return 0
 
 
 def main(argv=None, env=None):
     argv = sys.argv[1:] if argv is None else argv
     env = os.environ if env is None else env
-    commands = {"status": cmd_status, "results": cmd_results}
+    commands = {"status": cmd_status, "results": cmd_results, "best": cmd_best}
     if len(argv) != 1 or argv[0] not in commands:
-        print("usage: harvest.py status | results", file=sys.stderr)
+        print("usage: harvest.py status | results | best", file=sys.stderr)
         return 2
     try:
         return commands[argv[0]](env)

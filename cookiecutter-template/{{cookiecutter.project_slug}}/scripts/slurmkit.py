@@ -405,3 +405,136 @@ def check_option(name, value):
     if value and not re.match(pattern, value):
         raise ValueError("{}={!r} is not {}".format(name.upper(), value, form))
     return value
+
+
+# ----------------------------------------------------------------- resources: nodes, queue, test-only
+# Used by scripts/resources.py (make resources, make check) and expflow's resources/info.
+
+# One line per node and partition; each field ends with "|" (no width: no padding,
+# no truncation). Partition keeps sinfo's "*" on the default partition.
+SINFO_NODE_FIELDS = ("NodeList", "Partition", "Available", "Time", "StateLong", "CPUsState",
+                     "Memory", "AllocMem", "Gres", "GresUsed")
+SINFO_NODES_ARGV = ["sinfo", "--noheader", "--Node", "--Format=" + ",".join(f + ":|" for f in SINFO_NODE_FIELDS)]
+
+NodeGpus = collections.namedtuple("NodeGpus", "type total used")
+NodeInfo = collections.namedtuple(
+    "NodeInfo", "name partition default available max_time state cpus_idle memory_free_mb gpus"
+)
+
+# Words in a node state that mean it takes no new job (drained, draining, down, fail,
+# inval, maint, ...); a trailing "*" means the node does not respond.
+_NODE_UNAVAILABLE = ("down", "drain", "fail", "inval", "unknown", "maint", "reboot", "reserved",
+                     "future", "power_down", "powered_down", "powering_down", "not_responding")
+_NODE_BUSY = {"idle": "idle", "mixed": "mixed", "allocated": "allocated", "completing": "allocated"}
+
+
+def node_state(state_long):
+    """sinfo StateLong -> idle, mixed, allocated or down (anything that takes no new job)."""
+    text = state_long.strip().lower()
+    if not text or text.endswith("*") or any(word in text for word in _NODE_UNAVAILABLE):
+        return "down"
+    return _NODE_BUSY.get(re.split(r"[^a-z_]", text)[0], "down")
+
+
+def _node_gpus(gres, gres_used):
+    """Gres "gpu:h200:8" and GresUsed "gpu:h200:3(IDX:0-2)" -> (NodeGpus, ...). An
+    untyped used count ("gpu:2") belongs to the node's only GPU type."""
+    totals = collections.OrderedDict()
+    for item in parse_gres(gres):
+        if item.name == "gpu":
+            totals[item.type] = totals.get(item.type, 0) + item.count
+    used = dict.fromkeys(totals, 0)
+    for item in parse_gres(gres_used):
+        gtype = item.type if item.type or len(totals) != 1 else next(iter(totals))
+        if item.name == "gpu" and gtype in used:
+            used[gtype] += item.count
+    return tuple(NodeGpus(gtype, count, used[gtype]) for gtype, count in totals.items())
+
+
+def _cpus_idle(cpus_state):
+    """CPUsState "allocated/idle/other/total" -> idle CPUs, None when not given."""
+    parts = cpus_state.split("/")
+    return int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else None
+
+
+def parse_sinfo_nodes(text, fields=SINFO_NODE_FIELDS):
+    """Output of SINFO_NODES_ARGV (or of another --Format list of the same fields, given
+    as fields) -> [NodeInfo], one per node and partition, in sinfo's order.
+    Fields left out of the list take neutral values: partition up, no time limit,
+    CPUs and memory unknown (None)."""
+    nodes = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        values = line.split("|")
+        if values and values[-1] == "":
+            values.pop()  # every field ends with "|"
+        if len(values) != len(fields):
+            raise ValueError("unexpected sinfo line: {!r}".format(line))
+        node = dict(zip(fields, (v.strip() for v in values)))
+        partition = node.get("Partition") or node.get("PartitionName", "")
+        memory, alloc = node.get("Memory", ""), node.get("AllocMem", "")
+        nodes.append(NodeInfo(
+            name=node["NodeList"], partition=partition.rstrip("*"), default=partition.endswith("*"),
+            available=node.get("Available", "up"), max_time=node.get("Time", ""),
+            state=node_state(node.get("StateLong", "")), cpus_idle=_cpus_idle(node.get("CPUsState", "")),
+            memory_free_mb=_int(memory) - _int(alloc) if memory.isdigit() else None,
+            gpus=_node_gpus(node.get("Gres", ""), node.get("GresUsed", "")),
+        ))
+    return nodes
+
+
+# Every user's jobs, one array task per line (--array): id, user, partition(s),
+# state, GRES per node, nodes, reason.
+SQUEUE_ALL_FORMAT = "%i|%u|%P|%T|%b|%D|%r"
+SQUEUE_ALL_ARGV = ["squeue", "--noheader", "--all", "--array", "--format=" + SQUEUE_ALL_FORMAT]
+
+QueuedJob = collections.namedtuple("QueuedJob", "job_id user partitions state gpu_type gpus nodes reason")
+
+
+def parse_squeue_all(text):
+    """Output of SQUEUE_ALL_ARGV -> [QueuedJob]. gpus is the job's total (per node
+    times nodes); partitions is a tuple (a pending job may name several)."""
+    jobs = []
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) != 7:
+            continue
+        job_id, user, partitions, state, gres, nodes, reason = fields
+        gpus = [g for g in parse_gres(gres) if g.name == "gpu"]
+        node_count = max(_int(nodes), 1)
+        jobs.append(QueuedJob(
+            job_id=job_id, user=user, partitions=tuple(p for p in partitions.split(",") if p), state=state,
+            gpu_type=gpus[0].type if gpus else "", gpus=sum(g.count for g in gpus) * node_count,
+            nodes=node_count, reason=_no_reason(reason),
+        ))
+    return jobs
+
+
+_TEST_ONLY_RE = re.compile(
+    r"Job (\d+) to start at (\S+) using (\d+) processors on nodes (\S+) in partition (\S+)")
+
+
+def parse_sbatch_test_only(stderr):
+    """An accepted `sbatch --test-only` ("sbatch: Job 16 to start at T using N
+    processors on nodes gh001 in partition P", on stderr) -> {start, nodes,
+    partition}, or None when it said something else."""
+    match = _TEST_ONLY_RE.search(stderr)
+    if not match:
+        return None
+    return {"start": match.group(2), "nodes": match.group(4), "partition": match.group(5)}
+
+
+def sbatch_test_only_reason(stderr):
+    """SLURM's reason from a refused `sbatch --test-only`, which says
+    "allocation failure: <reason>" rather than sbatch's usual error line."""
+    return re.sub(r"^allocation failure: ", "", sbatch_rejection_reason(stderr))
+
+
+def memory_to_mb(text):
+    """A --mem value (16G, 8000M, 8000: megabytes) -> megabytes; None when empty."""
+    match = re.match(r"^(\d+)([KMGT]?)B?$", text.strip().upper())
+    if not match:
+        return None
+    scale = {"K": 1.0 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}[match.group(2)]
+    return int(-(-int(match.group(1)) * scale // 1))

@@ -1,0 +1,454 @@
+#!/usr/bin/env python3
+"""make resources and make check: where can a job start now, and may it go there?
+
+Standard library only, Python 3.6+, run as `python3 -I`. expflow imports this
+very file (expflow resources, expflow info, expflow scaffold --check-access):
+one implementation for both.
+
+make resources asks the scheduler twice in all: one sinfo (every node's GPUs in
+use, state, CPUs and memory) and one squeue (every queued job); the rest are
+pure functions of what they said. Which account may use which partition comes
+from .expflow/access.json, written by expflow scaffold and rewritten by
+REFRESH=1 (sbatch --test-only for each account and partition, at once).
+make check runs sbatch --test-only on the command line make train would
+submit: SLURM's own answer, and nothing is submitted.
+"""
+
+import collections
+import json
+import os
+import pwd
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script dir out
+
+import experiment  # noqa: E402
+import harvest  # noqa: E402
+import projectlib as pl  # noqa: E402
+import slurmkit  # noqa: E402
+import tables  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ACCESS_FILE = os.path.join(".expflow", "access.json")
+ACCESS_TIME = "00:01:00"  # a minute: the access check must not be refused for its time limit
+RUNNING_STATES = ("RUNNING", "COMPLETING", "CONFIGURING")
+
+
+# ----------------------------------------------------------------- the one place commands run
+
+def run_concurrently(commands, run=slurmkit.run_command, timeout=30.0):
+    """{name: argv} -> {name: CommandResult}, all at once, each with its timeout."""
+    if not commands:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(len(commands), 16)) as pool:
+        futures = {name: pool.submit(run, argv, timeout=timeout) for name, argv in commands.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def query_cluster(run=slurmkit.run_command, timeout=30.0):
+    """(nodes, jobs, warnings) from one sinfo and one squeue. No sinfo answer is an
+    error; no squeue answer leaves jobs None (the queue columns unknown) and a warning."""
+    results = run_concurrently({"sinfo": slurmkit.SINFO_NODES_ARGV, "squeue": slurmkit.SQUEUE_ALL_ARGV},
+                               run, timeout)
+    if not results["sinfo"].ok:
+        raise pl.ProjectError("cannot list the nodes: {}".format(slurmkit.describe_failure(results["sinfo"])))
+    try:
+        nodes = slurmkit.parse_sinfo_nodes(results["sinfo"].stdout)
+    except ValueError as exc:
+        raise pl.ProjectError("could not read sinfo's answer ({})".format(exc)) from None
+    if results["squeue"].ok:
+        return nodes, slurmkit.parse_squeue_all(results["squeue"].stdout), []
+    failure = slurmkit.describe_failure(results["squeue"])
+    return nodes, None, ["squeue did not answer ({}): queue columns unknown".format(failure)]
+
+
+# ----------------------------------------------------------------- the table: partition x GPU type
+
+def accepts_jobs(node):
+    return node.state != "down" and node.available == "up"
+
+
+def new_row(node, gpu_type):
+    return {
+        "partition": node.partition, "default": node.default, "gpu_type": gpu_type,
+        "available": node.available, "max_time": node.max_time,
+        "gpus_total": 0, "gpus_allocated": 0, "gpus_idle": 0,
+        "nodes_idle": 0, "nodes_mixed": 0, "nodes_allocated": 0, "nodes_down": 0,
+        "pending_jobs": 0, "pending_gpus": 0, "my_running_jobs": 0, "my_running_gpus": 0,
+        "my_pending_jobs": 0, "my_pending_gpus": 0, "accounts": None,
+    }
+
+
+def partition_rows(nodes):
+    """One row per partition and GPU type ("" for nodes without GPUs), in sinfo's
+    order: GPUs in total, allocated (SLURM's GresUsed) and idle on nodes that take
+    jobs, and nodes by state. A node with two GPU types counts in both rows."""
+    rows = collections.OrderedDict()
+    for node in nodes:
+        for gpus in node.gpus or (slurmkit.NodeGpus("", 0, 0),):
+            key = (node.partition, gpus.type)
+            if key not in rows:
+                rows[key] = new_row(node, gpus.type)
+            row = rows[key]
+            row["nodes_" + node.state] += 1
+            row["gpus_total"] += gpus.total
+            row["gpus_allocated"] += gpus.used
+            if accepts_jobs(node):
+                row["gpus_idle"] += max(gpus.total - gpus.used, 0)
+    return list(rows.values())
+
+
+def row_for_job(rows, job):
+    """The one row of a partition a job counts in: its GPU type's; an untyped GPU
+    request the partition's first GPU type; a job without GPUs the GPU-less nodes."""
+    if job.gpus:
+        matches = [r for r in rows if r["gpus_total"] and (r["gpu_type"] == job.gpu_type or not job.gpu_type)]
+    else:
+        matches = [r for r in rows if not r["gpus_total"]]
+    return (matches or rows or [None])[0]
+
+
+def add_queue(rows, jobs, user):
+    """Count pending jobs (everyone's) and the user's running and pending jobs, with
+    their GPUs. A job pending in several partitions counts in each."""
+    by_partition = collections.defaultdict(list)
+    for row in rows:
+        by_partition[row["partition"]].append(row)
+    for job in jobs:
+        kind = "running" if job.state in RUNNING_STATES else "pending" if job.state == "PENDING" else ""
+        for partition in job.partitions if kind else ():
+            row = row_for_job(by_partition.get(partition, []), job)
+            if row is None:
+                continue
+            if kind == "pending":
+                row["pending_jobs"] += 1
+                row["pending_gpus"] += job.gpus
+            if job.user == user:
+                row["my_{}_jobs".format(kind)] += 1
+                row["my_{}_gpus".format(kind)] += job.gpus
+
+
+QUEUE_FIELDS = ("pending_jobs", "pending_gpus", "my_running_jobs", "my_running_gpus",
+                "my_pending_jobs", "my_pending_gpus")
+
+
+def table_rows(nodes, jobs, user, access):
+    rows = partition_rows(nodes)
+    if jobs is None:
+        for row in rows:
+            row.update(dict.fromkeys(QUEUE_FIELDS))
+    else:
+        add_queue(rows, jobs, user)
+    for row in rows:
+        row["accounts"] = accounts_for(access, row["partition"])
+    return rows
+
+
+# ----------------------------------------------------------------- the recommendation
+
+Request = collections.namedtuple("Request", "partition gpu_type gpus nodes cpus mem time")
+
+
+def make_request(resources, partition=""):
+    """A Request from resources shaped like experiment.resolve_resources's (strings);
+    partition, when given, is the only one considered."""
+    return Request(partition=partition, gpu_type=resources.get("gpu_type", ""),
+                   gpus=int(resources.get("gpus") or 0), nodes=int(resources.get("nodes") or 1),
+                   cpus=int(resources.get("cpus") or 1), mem=resources.get("mem", ""),
+                   time=resources.get("time", ""))
+
+
+def suits(row, request):
+    """The row's partition, GPU type, time limit and access fit the request."""
+    if request.partition and row["partition"] != request.partition:
+        return False
+    if request.gpus and (not row["gpus_total"] or request.gpu_type not in ("", row["gpu_type"])):
+        return False
+    if not request.gpus and row["gpus_total"]:
+        return False  # a job without GPUs is not sent to GPU nodes
+    limit, wanted = slurmkit.time_to_minutes(row["max_time"]), slurmkit.time_to_minutes(request.time)
+    if limit is not None and wanted is not None and wanted > limit:
+        return False
+    return row["accounts"] != [] and row["available"] == "up"
+
+
+def node_fits(node, gpu_type, request, now):
+    """One node could hold one node's share of the request: now=True on its free
+    GPUs, CPUs and memory; now=False on what it has at all."""
+    if not accepts_jobs(node):
+        return False
+    gpus = sum((g.total - g.used) if now else g.total for g in node.gpus if g.type == gpu_type)
+    if gpus < request.gpus:
+        return False
+    if not now:
+        return True
+    mem = slurmkit.memory_to_mb(request.mem) if request.mem else None
+    cpus_ok = node.cpus_idle is None or node.cpus_idle >= request.cpus
+    return cpus_ok and (mem is None or node.memory_free_mb is None or node.memory_free_mb >= mem)
+
+
+def fits(nodes, row, request, now):
+    count = sum(1 for n in nodes if n.partition == row["partition"] and node_fits(n, row["gpu_type"], request, now))
+    return count >= request.nodes
+
+
+def recommend(rows, nodes, request):
+    """Where the request can start now (most idle GPUs first); else the one place with
+    the fewest GPUs queued ahead (then fewest pending jobs); else nowhere."""
+    suitable = [row for row in rows if suits(row, request) and fits(nodes, row, request, now=False)]
+    now = [row for row in suitable if fits(nodes, row, request, now=True)]
+    if now:
+        verdict, chosen = "start_now", sorted(now, key=lambda row: -row["gpus_idle"])
+    elif suitable:
+        verdict, chosen = "queue", [min(suitable, key=lambda row: (
+            row["pending_gpus"] or 0, row["pending_jobs"] or 0, -row["gpus_idle"]))]
+    else:
+        verdict, chosen = "none", []
+    return {"verdict": verdict, "partitions": [{
+        "partition": row["partition"], "gpu_type": row["gpu_type"], "gpus_idle": row["gpus_idle"],
+        "pending_jobs": row["pending_jobs"], "pending_gpus": row["pending_gpus"], "accounts": row["accounts"],
+    } for row in chosen]}
+
+
+def build_report(nodes, jobs, user, request, access, gpu_type="", warnings=()):
+    """Everything make resources and expflow resources print; request.partition and
+    gpu_type also narrow the table."""
+    rows = table_rows(nodes, jobs, user, access)
+    shown = [row for row in rows if request.partition in ("", row["partition"]) and gpu_type in ("", row["gpu_type"])]
+    return {
+        "user": user,
+        "request": {"partition": request.partition, "gpu_type": request.gpu_type, "gpus": request.gpus,
+                    "nodes": request.nodes, "cpus": request.cpus, "mem": request.mem, "time": request.time},
+        "partitions": shown,
+        "recommendation": recommend(rows, nodes, request),
+        "access_checked": access["checked"] if access else None,
+        "warnings": list(warnings),
+    }
+
+
+# ----------------------------------------------------------------- which account may use which partition
+
+def test_only_argv(resources):
+    """sbatch --test-only for a request outside any experiment (scaffold, the access
+    table): the options a submission would carry, and a trivial script."""
+    argv = ["sbatch", "--test-only", "--job-name=expflow-check"]
+    argv += ["{}={}".format(option, resources[key]) for key, option in experiment.SBATCH_FLAGS if resources.get(key)]
+    gres = slurmkit.gpu_request(resources.get("gpu_type", ""), resources.get("gpus", ""))
+    return argv + (["--gres=" + gres] if gres else []) + ["--wrap=true"]
+
+
+def check_outcome(result):
+    """An sbatch --test-only CommandResult -> {ok, reason, start, nodes, partition}."""
+    if result.ok:
+        found = slurmkit.parse_sbatch_test_only(result.stderr) or {}
+        return {"ok": True, "reason": "", "start": found.get("start", ""), "nodes": found.get("nodes", ""),
+                "partition": found.get("partition", "")}
+    if result.returncode is None:
+        reason = "could not check: " + result.error
+    else:
+        reason = slurmkit.sbatch_test_only_reason(result.stderr)
+    return {"ok": False, "reason": reason, "start": "", "nodes": "", "partition": ""}
+
+
+def access_record(user, accounts, partitions, results):
+    """{(account, partition): test-only CommandResult} -> what .expflow/access.json holds."""
+    entries = []
+    for account in accounts:
+        accepted, refused = [], {}
+        for partition in partitions:
+            outcome = check_outcome(results[(account, partition)])
+            if outcome["ok"]:
+                accepted.append(partition)
+            else:
+                refused[partition] = outcome["reason"]
+        entries.append({"account": account, "accepted": accepted, "refused": refused})
+    return {"user": user, "checked": pl.now_iso(), "accounts": entries}
+
+
+def probe_access(user, accounts, partitions, run=slurmkit.run_command, timeout=10.0):
+    """sbatch --test-only for every account and partition, at once. No accounts known
+    (accounting off): the one "" account, meaning the user's default."""
+    accounts = list(accounts) or [""]
+    commands = {(account, partition): test_only_argv({"account": account, "partition": partition,
+                                                      "time": ACCESS_TIME})
+                for account in accounts for partition in partitions}
+    return access_record(user, accounts, list(partitions), run_concurrently(commands, run, timeout))
+
+
+def accounts_for(access, partition):
+    """The accounts that may submit to partition; None when access was never checked."""
+    if not access:
+        return None
+    return [entry["account"] for entry in access["accounts"] if partition in entry["accepted"]]
+
+
+def read_access(root, user):
+    """The project's access cache, when it was written for this user."""
+    data, _problem = pl.read_json(os.path.join(root, ACCESS_FILE))
+    if isinstance(data, dict) and data.get("user") == user and isinstance(data.get("accounts"), list):
+        return data
+    return None
+
+
+def write_access(root, access):
+    os.makedirs(os.path.join(root, os.path.dirname(ACCESS_FILE)), exist_ok=True)
+    pl.write_json_atomic(os.path.join(root, ACCESS_FILE), access)
+
+
+# ----------------------------------------------------------------- output
+
+HEADER = ["PARTITION", "GPU", "TOTAL", "ALLOC", "IDLE", "NODES", "PENDING", "MINE_RUN", "MINE_PEND", "MAX_TIME"]
+LEGEND = ("NODES: idle/mixed/allocated/down; PENDING: everyone's pending jobs/GPUs; "
+          "MINE_RUN, MINE_PEND: your jobs/GPUs")
+
+
+def pair(row, what):
+    jobs, gpus = row[what + "_jobs"], row[what + "_gpus"]
+    return "?" if jobs is None else "{}/{}".format(jobs, gpus)
+
+
+def text_row(row):
+    nodes = "/".join(str(row["nodes_" + s]) for s in ("idle", "mixed", "allocated", "down"))
+    return [row["partition"] + ("*" if row["default"] else ""), row["gpu_type"] or "-", row["gpus_total"],
+            row["gpus_allocated"], row["gpus_idle"], nodes, pair(row, "pending"), pair(row, "my_running"),
+            pair(row, "my_pending"), row["max_time"]]
+
+
+def describe_request(request):
+    parts = ["{}x {}".format(request["gpus"], request["gpu_type"] or "any GPU") if request["gpus"] else "no GPU"]
+    if request["nodes"] > 1:
+        parts.append("{} nodes".format(request["nodes"]))
+    parts.append(request["time"] or "the partition's default time")
+    return ", ".join(parts)
+
+
+def describe_place(place):
+    if place["gpu_type"]:
+        facts = ["idle {}: {}".format(place["gpu_type"], place["gpus_idle"]), "GPUs queued: {}".format(
+            "?" if place["pending_gpus"] is None else place["pending_gpus"])]
+    else:
+        facts = ["jobs pending: {}".format("?" if place["pending_jobs"] is None else place["pending_jobs"])]
+    if place["accounts"] is not None:
+        facts.append("accounts: " + ", ".join(account or "your default" for account in place["accounts"]))
+    return "{} ({})".format(place["partition"], ", ".join(facts))
+
+
+def recommendation_line(report, hint=""):
+    recommendation = report["recommendation"]
+    places = "; ".join(describe_place(place) for place in recommendation["partitions"])
+    found = {
+        "start_now": "can start now on " + places,
+        "queue": "nothing is free now; fewest GPUs queued ahead on " + places,
+        "none": "no partition can run it (GPU type, GPUs per node, time limit, or no account may use it)",
+    }[recommendation["verdict"]]
+    unchecked = report["access_checked"] is None and recommendation["partitions"]
+    return "Recommendation for {}: {}{}".format(
+        describe_request(report["request"]), found, "; accounts not checked" + hint if unchecked else "")
+
+
+def render_text(report, width=120, hint=""):
+    """The table, its legend and the recommendation line. hint follows "accounts not
+    checked" when there is no access cache: how to make one."""
+    rows = [text_row(row) for row in report["partitions"]]
+    table = tables.plain_table(HEADER, rows, width) if rows else "no partition matches\n"
+    return table + LEGEND + "\n" + recommendation_line(report, hint) + "\n"
+
+
+def render_json(report):
+    """Keys in the documented order (docs/reference.md of expflow)."""
+    return json.dumps(report, indent=2) + "\n"
+
+
+# ----------------------------------------------------------------- make resources, make check
+
+def current_user():
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def command_timeout(env):
+    return float(env.get("EXPFLOW_SLURM_TIMEOUT") or 30)
+
+
+def effective_resources(env):
+    """(exp_id, exp_path, resources) as make train would use them: the project's
+    settings.env < EXP's own settings.env < the command line. No EXP: the project's."""
+    settings = pl.read_settings(ROOT)
+    exp_id = env.get("EXP", "")
+    if not exp_id:
+        return "", "", experiment.resolve_resources(settings, {}, env)
+    exp_path = pl.experiment_dir(ROOT, exp_id)
+    return exp_id, exp_path, experiment.resolve_resources(settings, pl.read_settings(exp_path, missing_ok=True), env)
+
+
+def refresh_access(user, nodes, timeout):
+    """Check every account of the user (sacctmgr) on every partition sinfo listed."""
+    result = run_concurrently({"assoc": slurmkit.sacctmgr_assoc_argv(user)}, timeout=timeout)["assoc"]
+    accounts = slurmkit.parse_sacctmgr_accounts(result.stdout) if result.ok else []
+    partitions = list(collections.OrderedDict.fromkeys(node.partition for node in nodes))
+    return probe_access(user, accounts, partitions, timeout=timeout)
+
+
+def cmd_resources(env):
+    user, timeout = current_user(), command_timeout(env)
+    _, _, resources = effective_resources(env)  # PARTITION and GPU_TYPE are checked here
+    nodes, jobs, warnings = query_cluster(timeout=timeout)
+    access = read_access(ROOT, user)
+    if experiment.flag(env, "REFRESH"):
+        access = refresh_access(user, nodes, timeout)
+        write_access(ROOT, access)
+    # Only a PARTITION or GPU_TYPE given on the command line narrows the table: the
+    # project's own settings are the request, not a filter.
+    request = make_request(resources, env.get("PARTITION", ""))
+    report = build_report(nodes, jobs, user, request, access, env.get("GPU_TYPE", ""), warnings)
+    for warning in warnings:
+        harvest.warn(warning)
+    if experiment.flag(env, "JSON"):
+        sys.stdout.write(render_json(report))
+    else:
+        sys.stdout.write(render_text(report, tables.terminal_width(env), " (make resources REFRESH=1)"))
+    return 0
+
+
+def check_argv(exp_id, exp_path, resources):
+    """make train's own sbatch command line, with --test-only."""
+    argv = experiment.sbatch_argv("train", exp_id, exp_path, resources, None, {})
+    return argv[:1] + ["--test-only"] + argv[1:]
+
+
+def cmd_check(env):
+    exp_id, exp_path, resources = effective_resources(env)
+    what = "experiment " + exp_id if exp_id else "the project's settings"
+    backend, why = experiment.resolve_backend(pl.read_settings(ROOT), env)
+    if backend != "slurm":
+        print("[OK] nothing to check for {}: jobs run on this machine ({})".format(what, why))
+        return 0
+    argv = check_argv(exp_id or "check", exp_path or pl.experiment_dir(ROOT, "check"), resources)
+    outcome = check_outcome(run_concurrently({"check": argv}, timeout=command_timeout(env))["check"])
+    described = experiment.describe_resources(resources, backend)
+    described += ", account " + resources["account"] if resources["account"] else ", your default account"
+    if not outcome["ok"]:
+        raise pl.ProjectError("SLURM would refuse {} ({}): {}".format(what, described, outcome["reason"]))
+    print("[OK] SLURM accepts {} ({}): it would start at {} on {}; nothing was submitted".format(
+        what, described, outcome["start"] or "a time it did not say", outcome["nodes"] or "a node it did not say"))
+    return 0
+
+
+COMMANDS = {"show": cmd_resources, "check": cmd_check}
+
+
+def main(argv=None, env=None):
+    argv = sys.argv[1:] if argv is None else argv
+    env = os.environ if env is None else env
+    if len(argv) != 1 or argv[0] not in COMMANDS:
+        print("usage: resources.py " + " | ".join(COMMANDS), file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[argv[0]](env)
+    except pl.ProjectError as exc:
+        print("error: {}".format(exc), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Tables for people: Markdown files and terminal output fitted to its width.
+
+Standard library only, Python 3.6+; used by harvest.py, compare.py and
+experiment.py.
+"""
+
+import shutil
+
+
+def cell_text(value):
+    return "" if value is None else str(value)
+
+
+def markdown(header, rows):
+    """A GitHub-style Markdown table; | and newlines in cells are escaped."""
+    def cell(value):
+        return cell_text(value).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def columns_that_fit(header, rows, width, padding):
+    """How many leading columns fit in width characters (at least one)."""
+    widths = [max([len(cell_text(h))] + [len(cell_text(r[i])) for r in rows]) for i, h in enumerate(header)]
+    keep, used = 0, 0
+    while keep < len(header) and (keep == 0 or used + widths[keep] + padding <= width):
+        used += widths[keep] + padding
+        keep += 1
+    return keep, widths
+
+
+def left_out_note(header, keep):
+    if keep >= len(header):
+        return ""
+    return "({} more columns: {})\n".format(len(header) - keep, ", ".join(header[keep:]))
+
+
+def plain_table(header, rows, width):
+    """Aligned columns; columns that do not fit in width are left out and named."""
+    keep, widths = columns_that_fit(header, rows, width, 2)
+    lines = ["  ".join(cell_text(r[i]).ljust(widths[i]) for i in range(keep)).rstrip() for r in [header] + rows]
+    return "\n".join(lines) + "\n" + left_out_note(header, keep)
+
+
+def fitted_markdown(header, rows, width):
+    """Markdown with as many leading columns as fit in width, the rest named."""
+    keep, _ = columns_that_fit(header, rows, width, 3)
+    return markdown(header[:keep], [row[:keep] for row in rows]) + left_out_note(header, keep)
+
+
+def terminal_width(env):
+    if env.get("COLUMNS", "").isdigit():
+        return int(env["COLUMNS"])
+    return shutil.get_terminal_size((120, 24)).columns

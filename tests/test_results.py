@@ -1,0 +1,181 @@
+"""Results people would rather look at than read: harvest options, log
+patterns, compare, best, the HTML report (in a real headless Chromium) and
+PNG plots. Runs on the local backend; the cluster path is test_slurm_cluster.py."""
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import make, run
+from test_local_backend import LOCAL, error_line, wait_state
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-output"
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory) -> Path:
+    """A project with three finished experiments of different learning rates."""
+    from expflow import build_context, scaffold
+
+    project = scaffold(build_context("results-demo", None, {}), tmp_path_factory.mktemp("res"))
+    for exp, lr in (("lr01", 0.1), ("lr03", 0.3), ("lr05", 0.5)):
+        make(project, "train", f"EXP={exp}", f"SET=optimizer.lr={lr} training.seconds_per_epoch=0.05",
+             f"DESC=lr {lr}", env=LOCAL)
+    for exp in ("lr01", "lr03", "lr05"):
+        wait_state(project, exp, "train", {"COMPLETED"})
+    return project
+
+
+def read_csv(project):
+    with open(project / "results" / "results.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_results_files_filter_sort_columns(three_runs):
+    make(three_runs, "results", "SORT=-val_acc")
+    rows = read_csv(three_runs)
+    assert [r["id"] for r in rows] == ["lr05", "lr03", "lr01"]
+    assert [r["optimizer.lr"] for r in rows] == ["0.5", "0.3", "0.1"]
+    natives = json.loads((three_runs / "results/results.json").read_text())
+    assert natives[0]["optimizer.lr"] == 0.5 and natives[0]["state"] == "COMPLETED"
+    assert list(natives[0])[:3] == ["id", "sweep", "state"]
+    make(three_runs, "results", "FILTER=optimizer.lr<0.4 state=COMPLETED", "COLUMNS=id,val_acc", "SORT=id")
+    assert read_csv(three_runs) == [{"id": "lr01", "val_acc": "0.81488"}, {"id": "lr03", "val_acc": "0.973926"}]
+    bad = make(three_runs, "results", "FILTER=nope=1", check=False)
+    assert error_line(bad) == "error: FILTER: no column 'nope'"
+
+
+def test_results_prints_markdown_fitted_to_the_terminal(three_runs):
+    out = make(three_runs, "results", env={"COLUMNS": "60"}).stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("| id | state | epochs | loss | val_acc |")
+    assert all(len(line) <= 60 for line in lines[:5])
+    assert "more columns:" in out
+    wide = make(three_runs, "results", env={"COLUMNS": "1000"}).stdout
+    assert "more columns" not in wide and "optimizer.lr" in wide.splitlines()[0]
+
+
+def test_best(three_runs):
+    out = make(three_runs, "best", "N=2").stdout.splitlines()
+    assert out[0] == "best 2 by val_acc (max):"
+    assert out[2].split()[:3] == ["1", "lr05", "0.995451"] and out[3].split()[1] == "lr03"
+    assert "optimizer.lr" in out[1]  # the parameter that differs among them
+    lowest = make(three_runs, "best", "METRIC=loss", "MODE=min", "N=1").stdout.splitlines()
+    assert lowest[2].split()[1] == "lr05"
+
+
+def test_compare(three_runs):
+    out = make(three_runs, "compare", "A=lr01", "B=lr05").stdout
+    config, metrics, ran = out.split("== ")[1:]
+    assert "optimizer.lr  0.1   0.5" in config and "model.depth" not in config
+    assert "val_acc" in metrics and "0.81488" in metrics
+    assert ran.strip().endswith("(no differences)")
+    lonely = make(three_runs, "compare", "A=lr01", check=False)
+    assert error_line(lonely).startswith("error: name two experiments or more")
+
+
+def test_metric_patterns_read_printed_metrics(bake):
+    project = bake()
+    settings = project / "settings.env"
+    settings.write_text(settings.read_text().replace(
+        "METRIC_PATTERN_1=''", "METRIC_PATTERN_1='epoch (?P<last_epoch>[0-9]+): loss=(?P<printed_loss>[0-9.]+)'"))
+    make(project, "train", "EXP=p", env=LOCAL)
+    wait_state(project, "p", "train", {"COMPLETED"})
+    make(project, "results")
+    row = read_csv(project)[0]
+    assert row["last_epoch"] == "4" and row["printed_loss"] == row["loss"] == "0.37024"
+    settings.write_text(settings.read_text().replace("METRIC_PATTERN_1='epoch", "METRIC_PATTERN_1='(epoch"))
+    bad = make(project, "results", check=False)
+    assert error_line(bad).startswith("error: METRIC_PATTERN_1: not a regular expression")
+
+
+def test_running_job_shows_its_latest_metrics(bake):
+    project = bake()
+    make(project, "train", "EXP=live", "SET=training.seconds_per_epoch=3", env=LOCAL)
+    metrics = project / "experiments/live/train_metrics.jsonl"
+    wait_state(project, "live", "train", {"RUNNING"})
+    from conftest import wait_for
+    wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 1, what="a first epoch")
+    with open(metrics, "a") as handle:
+        handle.write('{"epoch": 1, "loss": 0.5')  # a line being written right now
+    make(project, "results")
+    row = read_csv(project)[0]
+    assert row["state"] == "RUNNING" and row["epoch"] == "0" and row["loss"] != ""
+    make(project, "cancel", "EXP=live")
+
+
+def chromium_paths():
+    return shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser():
+    chromium, driver = chromium_paths()
+    if not (chromium and driver):
+        message = "Chromium missing: apt-get install chromium chromium-driver (.ci/run does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,1000"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    yield session
+    session.quit()
+
+
+@pytest.mark.browser
+def test_report_in_a_real_browser(three_runs, browser):
+    from selenium.webdriver.common.by import By
+
+    out = make(three_runs, "report").stdout
+    assert out.startswith("[OK] results/report.html")
+    page = (three_runs / "results" / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page and "<link" not in page  # self-contained
+    browser.get((three_runs / "results" / "report.html").as_uri())
+    rows = browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")
+    assert len(rows) == 3
+    headers = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#results thead th")]
+    column = headers.index("val_acc")
+
+    def column_values():
+        return [r.find_elements(By.TAG_NAME, "td")[column].text
+                for r in browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")]
+
+    browser.find_elements(By.CSS_SELECTOR, "#results thead th")[column].click()
+    ascending = column_values()
+    assert ascending == sorted(ascending, key=float)
+    browser.find_elements(By.CSS_SELECTOR, "#results thead th")[column].click()
+    assert column_values() == sorted(ascending, key=float, reverse=True)
+    curves = browser.find_elements(By.CSS_SELECTOR, "#curves-lr01 svg.curve polyline")
+    assert curves and len(curves[0].get_attribute("points").split()) == 5  # one point per epoch
+    assert "lr05" in browser.find_element(By.XPATH, "//h2[text()='Best runs']/following-sibling::div//table").text
+    SCREENSHOTS.mkdir(exist_ok=True)
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot(str(SCREENSHOTS / "report.png"))
+    browser.execute_script("document.getElementById('curves-lr05').scrollIntoView()")
+    browser.save_screenshot(str(SCREENSHOTS / "report-curves.png"))
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+
+
+def test_plot_with_and_without_matplotlib(three_runs):
+    pytest.importorskip("matplotlib", reason="the test extra installs matplotlib")
+    import sys
+    out = make(three_runs, "plot", "METRIC=loss", f"PYTHON={sys.executable}").stdout
+    assert out.strip() == "[OK] 3 curves -> results/plot-loss.png"
+    assert (three_runs / "results/plot-loss.png").read_bytes()[:4] == b"\x89PNG"
+    bare = run(["make", "-s", "plot", "METRIC=loss", "PYTHON=/usr/bin/python3"], cwd=three_runs, check=False)
+    assert bare.returncode != 0
+    assert bare.stderr.splitlines()[0] == (
+        "error: matplotlib is not importable here; make report draws the curves without it")
