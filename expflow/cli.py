@@ -50,9 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def print_info(facts: ClusterFacts, access: Access | None, source: str, as_json: bool) -> None:
+def print_info(facts: ClusterFacts, access: Access | None, access_source: str, as_json: bool) -> None:
     if as_json:
-        access_fields = dict(access, source=source) if access else None
+        access_fields = dict(access, source=access_source) if access else None
         print(json.dumps({**facts.as_dict(), "access": access_fields}, indent=2))
         return
     source = facts.sources.get
@@ -75,7 +75,7 @@ def print_info(facts: ClusterFacts, access: Access | None, source: str, as_json:
             name = p.name + ("*" if p.default else "")
             print(f"  {name:16} {','.join(p.gpu_types) or '-':16} {p.gpus_per_node:>9} {p.nodes:>5}  {p.max_time}")
     if access:
-        print_access(access, source)
+        print_access(access, access_source)
     for warning in facts.warnings:
         print(f"WARNING: {warning}")
 
@@ -88,6 +88,8 @@ def print_access(access: Access, source: str) -> None:
         print(f"  {name:30} {', '.join(entry['accepted']) or '(no partition)'}")
         for partition, reason in entry["refused"].items():
             print(f"  {'':30} refused by {partition}: {reason}")
+        for partition, reason in entry.get("unchecked", {}).items():
+            print(f"  {'':30} not known for {partition}: {reason}")
 
 
 def run_info(args: argparse.Namespace) -> int:

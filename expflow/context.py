@@ -44,6 +44,7 @@ def detected_values(facts: ClusterFacts) -> dict[str, str]:
     values = {
         "cluster": facts.cluster,
         "slurm_accounting": "1" if facts.accounting else "0",
+        "max_array_size": str(facts.max_array_size or 1001),
         "account": facts.default_account,
         "partition": facts.default_partition,
         "scratch_root": facts.scratch,

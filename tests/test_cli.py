@@ -4,12 +4,16 @@ import json
 
 import pytest
 from conftest import read_data
+from test_detect import fake_command
+from test_resources import logging_sbatch
 
 from expflow.cli import main
 from expflow.cluster import ClusterFacts, PartitionFacts
 from expflow.context import build_context
 from expflow.errors import UsageError
-from expflow.runtime import slurmkit
+from expflow.runtime import load_script_module, slurmkit
+
+resources = load_script_module("resources")
 
 
 @pytest.fixture
@@ -87,10 +91,113 @@ def test_scaffold_asks_with_detected_defaults(tmp_path, monkeypatch, torch_facts
     assert "[OK] created" in capsys.readouterr().out
 
 
-def test_info_json_shape(monkeypatch, torch_facts, capsys):
+@pytest.fixture
+def fake_sbatch(tmp_path, monkeypatch):
+    """sbatch on PATH that logs its arguments and refuses --partition=h200_tandon
+    (recorded answers); returns the log. The current directory is no project."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "sbatch.log"
+    logging_sbatch(bin_dir, log, refuse="--partition=h200_tandon")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.chdir(tmp_path)
+    return log
+
+
+def test_info_json_shape(monkeypatch, torch_facts, fake_sbatch, capsys):
     monkeypatch.setattr("expflow.cli.detect", lambda: torch_facts)
     assert main(["info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["default_partition"] == "cs" and info["partitions"][3]["gpu_types"] == ["h200"]
     assert set(info) == {"user", "home", "scratch", "cluster", "slurm", "accounting", "accounts", "default_account",
-                         "default_partition", "partitions", "max_array_size", "conda_base", "sources", "warnings"}
+                         "default_partition", "partitions", "max_array_size", "conda_base", "sources", "warnings",
+                         "access"}
+    access = info["access"]
+    assert (access["user"], access["source"]) == ("alice", "sbatch --test-only")
+    assert [entry["account"] for entry in access["accounts"]] == ["torch_pr_68_tandon_advanced", "torch_pr_68_general"]
+    assert access["accounts"][1] == {"account": "torch_pr_68_general", "accepted": ["cs", "rtx8000", "l40s_public"],
+                                     "refused": {"h200_tandon": "Requested node configuration is not available"},
+                                     "unchecked": {}}
+
+
+def test_info_lists_per_account_the_partitions_that_accept_it(monkeypatch, torch_facts, fake_sbatch, capsys):
+    monkeypatch.setattr("expflow.cli.detect", lambda: torch_facts)
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "access:           [sbatch --test-only, checked " in out
+    assert "  torch_pr_68_general            cs, rtx8000, l40s_public\n" in out
+    assert "refused by h200_tandon: Requested node configuration is not available" in out
+    assert len(fake_sbatch.read_text().splitlines()) > 0
+
+
+def test_info_in_a_project_reads_its_cache_until_refresh(monkeypatch, torch_facts, fake_sbatch, bake, capsys):
+    monkeypatch.setattr("expflow.cli.detect", lambda: torch_facts)
+    project = bake()
+    cached = {"user": "alice", "checked": "2026-11-28T10:00:00+00:00",
+              "accounts": [{"account": "torch_pr_68_general", "accepted": ["cs"], "refused": {}}]}
+    resources.write_access(str(project), cached)
+    monkeypatch.chdir(project)
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"access:           [{project}/.expflow/access.json, checked 2026-11-28T10:00:00+00:00;" in out
+    assert not fake_sbatch.exists()  # nothing asked
+    assert main(["info", "--refresh"]) == 0
+    assert "[sbatch --test-only, checked" in capsys.readouterr().out
+    refreshed = json.loads((project / ".expflow" / "access.json").read_text())
+    assert len(refreshed["accounts"]) == 2 and refreshed["checked"] != cached["checked"]
+
+
+def test_resources_command(tmp_path, monkeypatch, fake_sbatch, capsys):
+    bin_dir = tmp_path / "bin"
+    fake_command(bin_dir, "sinfo", stdout="sinfo-nodes-resources-busy.txt")
+    fake_command(bin_dir, "squeue", stdout="squeue-all-busy.txt")
+    assert main(["resources", "--gpu-type", "h200", "--gpus", "6", "--time", "04:00:00", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["request"] == {"partition": "", "gpu_type": "h200", "gpus": 6, "nodes": 1, "cpus": 1, "mem": "",
+                                 "time": "04:00:00"}
+    assert [(r["partition"], r["gpus_allocated"], r["gpus_idle"]) for r in report["partitions"]] == [
+        ("h200_tandon", 3, 5)]
+    assert report["recommendation"]["verdict"] == "queue"
+    assert main(["resources", "--partition", "l40s_public"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split()[:5] == ["l40s_public", "l40s", "4", "2", "2"]
+    assert "can start now on l40s_public (idle l40s: 2, GPUs queued: 1); accounts not checked: " in out
+
+
+def test_resources_refuses_bad_values_in_one_line(capsys):
+    assert main(["resources", "--gpus", "two"]) == 1
+    err = capsys.readouterr().err
+    assert err == "expflow: error: GPUS='two' is not a whole number of GPUs per node, such as 1\n"
+
+
+def test_scaffold_check_access_refused_writes_nothing(tmp_path, monkeypatch, torch_facts, fake_sbatch, capsys):
+    monkeypatch.setattr("expflow.cli.detect", lambda: torch_facts)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code = main(["scaffold", "p", "-o", str(out_dir), "--no-input", "--check-access", "--set", "partition=h200_tandon"])
+    err = capsys.readouterr().err
+    assert code == 1 and err == (
+        "expflow: error: SLURM refuses account torch_pr_68_general on partition h200_tandon with gpu:h200:1 "
+        "for 01:00:00: Requested node configuration is not available; nothing written\n")
+    assert list(out_dir.iterdir()) == []
+    assert "--test-only" in fake_sbatch.read_text().splitlines()
+
+
+def test_scaffold_check_access_accepted_and_the_access_cache(tmp_path, monkeypatch, torch_facts, fake_sbatch, capsys):
+    monkeypatch.setattr("expflow.cli.detect", lambda: torch_facts)
+    code = main(["scaffold", "p", "-o", str(tmp_path), "--no-input", "--check-access",
+                 "--set", "partition=l40s_public"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith(
+        "[OK] SLURM accepts account torch_pr_68_general on partition l40s_public with gpu:l40s:1 for 01:00:00 "
+        "(it would start at 2026-11-28T17:58:03 on gh001)\n[OK] created ")
+    access = json.loads((tmp_path / "p" / ".expflow" / "access.json").read_text())
+    assert access["user"] == "alice" and access["accounts"][0]["refused"] == {
+        "h200_tandon": "Requested node configuration is not available"}
+
+
+def test_scaffold_check_access_needs_detection(tmp_path, capsys):
+    assert main(["scaffold", "p", "-o", str(tmp_path), "--no-input", "--no-detect", "--check-access"]) == 1
+    assert capsys.readouterr().err == (
+        "expflow: error: --check-access asks SLURM, so it does not go with --no-detect\n")
+    assert list(tmp_path.iterdir()) == []

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from conftest import REPO, make, run
 
-EXPECTED_FILES = {
-    ".gitignore", "Makefile", "README.md", "settings.env", "configs/default.yaml", "train.py", "eval.py",
-    "scripts/train.sbatch", "scripts/eval.sbatch", "scripts/job-lib.sh", "scripts/experiment.py",
-    "scripts/harvest.py", "scripts/projectlib.py", "scripts/slurmkit.py", "scripts/jobrecord.py",
-    "scripts/tables.py", "scripts/compare.py", "scripts/report.py",
-}
-EXECUTABLE = {"scripts/train.sbatch", "scripts/eval.sbatch", "scripts/experiment.py", "scripts/harvest.py",
-              "scripts/jobrecord.py", "scripts/compare.py", "scripts/report.py", "train.py", "eval.py"}
 RUNTIME_PY = ["scripts/experiment.py", "scripts/harvest.py", "scripts/projectlib.py", "scripts/slurmkit.py",
-              "scripts/jobrecord.py", "scripts/tables.py", "scripts/compare.py", "scripts/report.py"]
+              "scripts/jobrecord.py", "scripts/tables.py", "scripts/compare.py", "scripts/report.py",
+              "scripts/sweep.py", "scripts/resources.py"]
+SCRIPTS = ["scripts/train.sbatch", "scripts/eval.sbatch", "scripts/sweep.sbatch", "scripts/job-lib.sh"]
+EXPECTED_FILES = {
+    ".gitignore", "Makefile", "README.md", "settings.env", "configs/default.yaml", "configs/sweep-example.yaml",
+    "train.py", "eval.py", *RUNTIME_PY, *SCRIPTS,
+}
+LIBRARIES = {"scripts/projectlib.py", "scripts/slurmkit.py", "scripts/tables.py", "scripts/job-lib.sh"}
+EXECUTABLE = {"train.py", "eval.py", *RUNTIME_PY, *SCRIPTS} - LIBRARIES
 HOSTILE_DIR = 'path with spaces and "quotes" and \\backslashes'
 
 

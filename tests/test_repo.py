@@ -9,7 +9,7 @@ import venv
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run
+from conftest import REPO, make, run
 
 from expflow.cli import build_parser
 from expflow.context import settable_keys
@@ -62,6 +62,12 @@ def test_reference_documents_every_command_target_and_setting(bake):
     settings = re.findall(r"^([A-Z_]+)=", (project / "settings.env").read_text(), re.M)
     for setting in settings:
         assert f"`{setting}`" in reference, setting
+
+
+def test_readme_shows_the_real_make_help(bake):
+    readme = (REPO / "README.md").read_text()
+    shown = readme.split("```\n$ make\n", 1)[1].split("```", 1)[0]
+    assert shown == make(bake(), "help").stdout
 
 
 def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():

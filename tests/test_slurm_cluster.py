@@ -236,3 +236,96 @@ def test_eval_on_another_gpu_type_warns_and_is_recorded(project):
     job = json.loads((project / "experiments/g/metadata.json").read_text())["jobs"][-1]
     assert job["gpu_type_change"] == {"from": "l40s", "to": "h200", "reference": "its training"}
     wait_state(project, "g", "eval", {"COMPLETED"})
+
+
+def alice_sweep(project, name, text):
+    path = project / "configs" / f"{name}.yaml"
+    path.write_text(text)
+    shutil.chown(path, USER, USER)
+    return f"configs/{name}.yaml"
+
+
+def sweep_states(project, name):
+    rows = status_rows(project, user=USER, env={"SWEEP": name})
+    return {exp: row["STATE"] for (exp, stage), row in rows.items() if stage == "train"}
+
+
+def wait_sweep(project, name, count, states, timeout=240):
+    def reached():
+        found = sweep_states(project, name)
+        return found if len(found) == count and set(found.values()) <= states else None
+    return wait_for(reached, timeout=timeout, interval=2, what=f"sweep {name} in {states}")
+
+
+def test_sweep_of_12_points_is_one_array_with_aftercorr_eval(project):
+    grid = ("set:\n  training.seconds_per_epoch: 0.2\ngrid:\n  optimizer.lr: [0.05, 0.1, 0.2, 0.4]\n"
+            "  model.depth: [2, 3, 4]\n")
+    out = alice_make(project, "sweep", f"SWEEP={alice_sweep(project, 'grid12', grid)}", "MAX_PARALLEL=4").stdout
+    assert "[OK] submitted 12 train tasks of sweep grid12 as array" in out
+    jobs = [json.loads((project / f"experiments/grid12-{i:04d}/metadata.json").read_text())["jobs"][0]
+            for i in range(1, 13)]
+    assert len({job["array_job_id"] for job in jobs}) == 1
+    assert [job["job_id"] for job in jobs] == [f"{jobs[0]['array_job_id']}_{i}" for i in range(12)]
+    array = jobs[0]["array_job_id"]
+
+    def running_tasks():
+        out = run(["squeue", "--noheader", "--jobs", array, "--array", "--format=%i %T"], cwd=project).stdout
+        return out.count("RUNNING")
+    assert wait_for(running_tasks, timeout=60, interval=0.5, what="running tasks") <= 4  # MAX_PARALLEL=4
+    eval_out = alice_make(project, "eval", "SWEEP=grid12").stdout
+    assert "submitted 12 eval tasks of sweep grid12" in eval_out
+    wait_sweep(project, "grid12", 12, {"COMPLETED"})
+    def evals_done():
+        rows = status_rows(project, user=USER, env={"SWEEP": "grid12"})
+        return all(row["STATE"] == "COMPLETED" for (_, stage), row in rows.items() if stage == "eval")
+    wait_for(evals_done, timeout=240, interval=2, what="12 evaluations")
+    eval_job = json.loads((project / "experiments/grid12-0001/metadata.json").read_text())["jobs"][-1]
+    alice_make(project, "results", "FILTER=sweep=grid12")
+    with open(project / "results" / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 12 and all(row["val_acc"] and row["test_acc"] for row in rows)
+    assert {row["optimizer.lr"] for row in rows} == {"0.05", "0.1", "0.2", "0.4"}
+    log = (project / "experiments/grid12-0001" / jobs[0]["log"]).resolve()
+    assert log.name == f"train-{array}_0.out" and "epoch 4:" in log.read_text()
+    assert eval_job["stage"] == "eval" and eval_job["array_job_id"] != array
+
+
+def test_sweep_retry_resubmits_only_the_failed_point(project):
+    text = ("set:\n  training.seconds_per_epoch: 0.1\nzip:\n  optimizer.lr: [0.1, 0.2, 0.3]\n"
+            "  crash_at_epoch: [-1, 2, -1]\n")
+    alice_make(project, "sweep", f"SWEEP={alice_sweep(project, 'flaky', text)}")
+    states = wait_sweep(project, "flaky", 3, {"COMPLETED", "FAILED"})
+    assert states == {"flaky-0001": "COMPLETED", "flaky-0002": "FAILED", "flaky-0003": "COMPLETED"}
+    out = alice_make(project, "sweep-retry", "SWEEP=flaky").stdout
+    assert "retrying flaky-0002 (FAILED)" in out and "submitted 1 train tasks" in out
+    wait_sweep(project, "flaky", 3, {"COMPLETED"})
+    jobs = json.loads((project / "experiments/flaky-0002/metadata.json").read_text())["jobs"]
+    assert [job["attempt"] for job in jobs] == [1, 2]
+    assert len(json.loads((project / "experiments/flaky-0001/metadata.json").read_text())["jobs"]) == 1
+
+
+def test_cancelling_a_sweep_cancels_all_its_tasks(project):
+    text = "set:\n  training.seconds_per_epoch: 60\ngrid:\n  optimizer.lr: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]\n"
+    alice_make(project, "sweep", f"SWEEP={alice_sweep(project, 'long', text)}", "MAX_PARALLEL=2")
+    wait_for(lambda: "RUNNING" in sweep_states(project, "long").values(), timeout=60, what="a running task")
+    assert "[OK] cancel requested for sweep long: 6 unfinished jobs" in alice_make(
+        project, "cancel", "SWEEP=long").stdout
+    wait_sweep(project, "long", 6, {"CANCELLED"})
+
+
+def test_a_1000_point_sweep_is_one_sbatch_call(project, alice_dir):
+    values = ", ".join(str(i) for i in range(1000))
+    text = f"set:\n  training.seconds_per_epoch: 30\nzip:\n  training.seed: [{values}]\n"
+    sweep_file = alice_sweep(project, "big", text)
+    log = alice_dir / "calls.log"
+    recording_wrappers(alice_dir / "bin", log)
+    log.write_text("")
+    os.chmod(log, 0o666)
+    path = f"{alice_dir / 'bin'}:/usr/local/bin:/usr/bin:/bin"
+    out = make(project, "sweep", f"SWEEP={sweep_file}", "MAX_PARALLEL=1", "PARTITION=cs", "GPUS=0", user=USER,
+               env={"PATH": path}).stdout
+    assert "[OK] submitted 1000 train tasks of sweep big as array" in out
+    calls = [line.split()[0] for line in log.read_text().splitlines()]
+    assert calls.count("sbatch") == 1 and "--array=0-999%1" in log.read_text()
+    assert len(calls) <= 2, calls  # at most one more: sacct, for completed configs to skip
+    alice_make(project, "cancel", "SWEEP=big")

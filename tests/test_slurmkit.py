@@ -164,3 +164,110 @@ def test_scontrol_job_recorded():
     assert fields["JobId"] == "40" and fields["Partition"] == "l40s_public"
     assert slurmkit.gpus_from_tres(fields["TRES"]) == ("l40s", 2)
     assert slurmkit.gpus_from_tres("cpu=1,mem=1G,node=1") == ("", 0)
+
+
+# ----------------------------------------------------------------- make resources: sinfo nodes, squeue, test-only
+
+def test_sinfo_nodes_recorded_busy():
+    nodes = {n.name: n for n in slurmkit.parse_sinfo_nodes(read_data("sinfo-nodes-resources-busy.txt"))}
+    assert [n.partition for n in nodes.values()] == ["cs", "h200_tandon", "l40s_public", "rtx8000"]
+    assert nodes["cs001"].default and not nodes["gh001"].default
+    assert (nodes["cs001"].state, nodes["cs001"].cpus_idle, nodes["cs001"].memory_free_mb) == ("mixed", 4, 11904)
+    assert nodes["cs001"].gpus == ()
+    assert nodes["gh001"].gpus == (slurmkit.NodeGpus("h200", 8, 3),)
+    assert nodes["gl001"].gpus == (slurmkit.NodeGpus("l40s", 4, 2),) and nodes["gl001"].cpus_idle == 6
+    assert nodes["gr001"].gpus == (slurmkit.NodeGpus("rtx8000", 4, 0),) and nodes["gr001"].state == "idle"
+    assert {(n.available, n.max_time) for n in nodes.values()} == {("up", "2-00:00:00")}
+
+
+def test_sinfo_nodes_with_another_field_list():
+    """The first recording asked for fewer fields: what is missing takes neutral values."""
+    fields = ("NodeList", "PartitionName", "StateLong", "Gres", "GresUsed")
+    nodes = slurmkit.parse_sinfo_nodes(read_data("sinfo-nodes-gresused-busy.txt"), fields)
+    assert [(n.name, n.state, n.gpus) for n in nodes] == [
+        ("cs001", "idle", ()),
+        ("gh001", "mixed", (slurmkit.NodeGpus("h200", 8, 3),)),
+        ("gl001", "mixed", (slurmkit.NodeGpus("l40s", 4, 2),)),
+        ("gr001", "idle", (slurmkit.NodeGpus("rtx8000", 4, 0),)),
+    ]
+    assert {(n.available, n.max_time, n.cpus_idle, n.memory_free_mb) for n in nodes} == {("up", "", None, None)}
+    with pytest.raises(ValueError, match="unexpected sinfo line"):
+        slurmkit.parse_sinfo_nodes("gh001|h200_tandon|mixed|\n", fields)
+
+
+def test_sinfo_nodes_edge_cases():
+    text = (
+        "ga001|gpu*|up|7-00:00:00|drained|0/0/64/64|512000|0|gpu:a100:4(S:0-1),gpu:v100:2|gpu:a100:0(IDX:N/A),gpu:v100:0(IDX:N/A)|\n"
+        "ga002|gpu*|up|7-00:00:00|mixed|32/32/0/64|512000|256000|gpu:a100:4(S:0-1),gpu:v100:2|"
+        "gpu:a100:3(IDX:0-2),gpu:v100:2(IDX:4-5)|\n"
+        "gu001|old|down|infinite|down*|0/0/16/16|64000|0|gpu:2|gpu:0|\n"
+        "gu002|old|down|infinite|allocated|16/0/0/16|64000|64000|gpu:2|gpu:2|\n"
+        "cn001|cpu|up|1-00:00:00|draining|8/0/8/16|64000|8000|(null)|gpu:0|\n"
+    )
+    drained, mixed, down, untyped, draining = slurmkit.parse_sinfo_nodes(text)
+    assert drained.state == "down"
+    assert drained.gpus == (slurmkit.NodeGpus("a100", 4, 0), slurmkit.NodeGpus("v100", 2, 0))
+    assert mixed.gpus == (slurmkit.NodeGpus("a100", 4, 3), slurmkit.NodeGpus("v100", 2, 2))
+    assert mixed.memory_free_mb == 256000 and mixed.cpus_idle == 32
+    assert down.state == "down" and down.available == "down" and down.max_time == "infinite"
+    assert untyped.gpus == (slurmkit.NodeGpus("", 2, 2),) and untyped.state == "allocated"
+    assert draining.state == "down" and draining.gpus == ()
+
+
+@pytest.mark.parametrize(
+    ("state", "kind"),
+    [("idle", "idle"), ("mixed", "mixed"), ("allocated", "allocated"), ("completing", "allocated"),
+     ("idle~", "idle"), ("down*", "down"), ("idle*", "down"), ("drained", "down"), ("draining", "down"),
+     ("mixed+drain", "down"), ("inval", "down"), ("reserved", "down"), ("maint", "down"), ("", "down"),
+     ("planned", "down")],
+)
+def test_node_state(state, kind):
+    assert slurmkit.node_state(state) == kind
+
+
+def test_squeue_all_recorded():
+    jobs = {job.job_id: job for job in slurmkit.parse_squeue_all(read_data("squeue-all-busy.txt"))}
+    assert sorted(jobs) == ["55", "56", "57", "58", "59", "60_0", "60_1", "60_2"]
+    assert jobs["56"] == slurmkit.QueuedJob("56", "root", ("cs",), "RUNNING", "", 0, 1, "")
+    assert jobs["58"] == slurmkit.QueuedJob("58", "alice", ("h200_tandon",), "PENDING", "h200", 6, 1, "Resources")
+    assert jobs["59"].partitions == ("rtx8000", "l40s_public") and (jobs["59"].gpu_type, jobs["59"].gpus) == ("", 1)
+    assert jobs["60_1"].reason == "Dependency" and jobs["60_1"].gpus == 1
+    older = slurmkit.parse_squeue_all(read_data("squeue-busy.txt"))
+    assert [(j.job_id, j.user, j.state, j.gpus) for j in older] == [
+        ("5", "alice", "PENDING", 6), ("4", "alice", "RUNNING", 3), ("3", "root", "RUNNING", 2)]
+
+
+def test_squeue_all_counts_gpus_of_every_node():
+    (job,) = slurmkit.parse_squeue_all("7|bob|gpu|RUNNING|gres:gpu:a100:4|2|None\nnot a job line\n")
+    assert (job.gpu_type, job.gpus, job.nodes) == ("a100", 8, 2)
+
+
+def test_sbatch_test_only_recorded():
+    assert slurmkit.parse_sbatch_test_only(read_data("sbatch-test-only-ok.err")) == {
+        "start": "2026-11-28T17:58:03", "nodes": "gh001", "partition": "h200_tandon"}
+    assert slurmkit.parse_sbatch_test_only(read_data("sbatch-test-only-busy.err"))["start"] == "2026-11-28T19:24:34"
+    assert slurmkit.parse_sbatch_test_only(read_data("sbatch-test-only-reject.err")) is None
+    assert slurmkit.sbatch_test_only_reason(read_data("sbatch-test-only-reject.err")) == (
+        "Requested node configuration is not available")
+    assert slurmkit.sbatch_test_only_reason(read_data("sbatch-test-only-reject-account.err")) == (
+        "Invalid account or account/partition combination specified")
+    assert slurmkit.sbatch_test_only_reason(
+        "sbatch: error: invalid partition specified: nosuch\nallocation failure: Invalid partition name specified\n"
+    ) == "Invalid partition name specified"
+
+
+@pytest.mark.parametrize(("text", "mb"), [("16G", 16384), ("8000M", 8000), ("8000", 8000), ("1T", 1048576),
+                                          ("512K", 1), ("", None), ("lots", None)])
+def test_memory_to_mb(text, mb):
+    assert slurmkit.memory_to_mb(text) == mb
+
+
+def test_pending_array_tasks_are_expanded():
+    jobs = slurmkit.parse_sacct(read_data("sacct-array-pending.txt"))
+    assert sorted(jobs) == ["216_0", "216_1", "216_2", "216_3", "216_4", "216_5"]
+    assert jobs["216_0"].state == "RUNNING"
+    assert jobs["216_4"].state == "PENDING" and jobs["216_4"].reason == "JobArrayTaskLimit"
+    queued = slurmkit.parse_squeue(read_data("squeue-array-pending.txt"))
+    assert sorted(queued) == ["194_0", "194_1", "194_2", "194_3", "194_4", "194_5"]
+    assert slurmkit.expand_array_id("7_[1,3-4]") == ["7_1", "7_3", "7_4"]
+    assert slurmkit.expand_array_id("7_2") == ["7_2"] and slurmkit.expand_array_id("7") == ["7"]

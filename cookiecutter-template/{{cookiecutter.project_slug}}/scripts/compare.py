@@ -111,12 +111,7 @@ def cmd_compare(env):
 
 
 def main(argv=None, env=None):
-    env = os.environ if env is None else env
-    try:
-        return cmd_compare(env)
-    except pl.ProjectError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 1
+    return pl.run_command_table({"compare": cmd_compare}, argv, env)
 
 
 if __name__ == "__main__":

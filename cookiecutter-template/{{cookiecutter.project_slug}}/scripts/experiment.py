@@ -47,14 +47,8 @@ def config_source(env):
 
 
 def create_experiment(exp_id, env, settings):
-    """Make experiments/<exp_id>; never touches an existing one.
-
-    Everything is written into a hidden staging directory first and renamed into
-    place, so an interrupted call leaves no half-made experiment.
-    """
-    target = pl.experiment_dir(ROOT, exp_id)
-    if os.path.lexists(target):
-        raise pl.ProjectError("experiment {} already exists; nothing changed".format(exp_id))
+    """Make experiments/<exp_id> from FROM (or the default config), SET and the
+    resource variables on the command line; never touches an existing one."""
     source, parent = config_source(env)
     config = pl.load_yaml(source)
     if not isinstance(config, dict):
@@ -62,7 +56,26 @@ def create_experiment(exp_id, env, settings):
     overrides = env.get("SET", "")
     if overrides:
         config = pl.apply_overrides(config, overrides, allow_new=flag(env, "SET_NEW"))
+        text = "# {} with SET={}\n{}".format(os.path.relpath(source, ROOT), overrides, pl.dump_yaml_subset(config))
+    else:
+        with open(source) as handle:
+            text = handle.read()  # the file itself, comments included
     own_resources = {key: env[key] for key in pl.RESOURCE_KEYS if key in env}
+    write_experiment(exp_id, config, text, settings, own_resources, {
+        "description": env.get("DESC", ""), "config_source": os.path.relpath(source, ROOT), "parent": parent,
+        "overrides": overrides,
+    })
+    print("[OK] created experiment {} from {}{}".format(
+        exp_id, os.path.relpath(source, ROOT), " with SET=" + overrides if overrides else ""))
+
+
+def write_experiment(exp_id, config, config_text, settings, own_resources, metadata):
+    """Write one experiment's directory. Everything goes into a hidden staging
+    directory first and is renamed into place, so an interrupted call leaves no
+    half-made experiment and an existing one is never overwritten."""
+    target = pl.experiment_dir(ROOT, exp_id)
+    if os.path.lexists(target):
+        raise pl.ProjectError("experiment {} already exists; nothing changed".format(exp_id))
     resolve_resources(settings, own_resources, {})  # refuse bad values before writing anything
     os.makedirs(pl.experiments_dir(ROOT), exist_ok=True)
     staging = os.path.join(pl.experiments_dir(ROOT), ".new-{}-{}".format(exp_id, uuid.uuid4().hex[:8]))
@@ -70,20 +83,13 @@ def create_experiment(exp_id, env, settings):
         for sub in ("logs", "runs"):
             os.makedirs(os.path.join(staging, sub))
         link_checkpoints(staging, settings, exp_id)
-        if overrides:
-            with open(os.path.join(staging, "config.yaml"), "w") as handle:
-                handle.write("# {} with SET={}\n".format(os.path.relpath(source, ROOT), overrides))
-                handle.write(pl.dump_yaml_subset(config))
-        else:
-            shutil.copyfile(source, os.path.join(staging, "config.yaml"))
+        with open(os.path.join(staging, "config.yaml"), "w") as handle:
+            handle.write(config_text)
         pl.write_json_atomic(os.path.join(staging, "config.json"), config)
         if own_resources:
             pl.write_settings(os.path.join(staging, pl.SETTINGS_FILE), own_resources)
-        pl.write_json_atomic(os.path.join(staging, "metadata.json"), {
-            "id": exp_id, "created": pl.now_iso(), "description": env.get("DESC", ""),
-            "config_source": os.path.relpath(source, ROOT), "parent": parent, "overrides": overrides,
-            "jobs": [],
-        })
+        pl.write_json_atomic(os.path.join(staging, "metadata.json"),
+                             dict(metadata, id=exp_id, created=pl.now_iso(), jobs=[]))
         os.rename(staging, target)  # fails if target appeared meanwhile: nothing overwritten
     except pl.ProjectError:
         shutil.rmtree(staging, ignore_errors=True)
@@ -91,8 +97,6 @@ def create_experiment(exp_id, env, settings):
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise pl.ProjectError("could not create experiment {}: {}".format(exp_id, exc)) from None
-    print("[OK] created experiment {} from {}{}".format(
-        exp_id, os.path.relpath(source, ROOT), " with SET=" + overrides if overrides else ""))
     return target
 
 
@@ -151,16 +155,20 @@ SBATCH_FLAGS = (("partition", "--partition"), ("account", "--account"), ("qos", 
                 ("constraint", "--constraint"), ("mail_type", "--mail-type"))
 
 
+def resource_options(resources):
+    """sbatch options for the resources that are set (--gres for GPUs)."""
+    options = ["{}={}".format(option, resources[key]) for key, option in SBATCH_FLAGS if resources[key]]
+    gres = slurmkit.gpu_request(resources["gpu_type"], resources["gpus"])
+    return options + (["--gres=" + gres] if gres else [])
+
+
 def sbatch_argv(stage, exp_id, exp_path, resources, after_job, job_env):
     """The full sbatch command line for one stage of one experiment."""
     argv = ["sbatch", "--parsable",
             "--job-name={}-{}".format(exp_id, stage),
             "--output={}".format(os.path.join(exp_path, "logs", stage + "-%j.out")),
             "--chdir={}".format(ROOT)]
-    argv += ["{}={}".format(option, resources[key]) for key, option in SBATCH_FLAGS if resources[key]]
-    gres = slurmkit.gpu_request(resources["gpu_type"], resources["gpus"])
-    if gres:
-        argv.append("--gres=" + gres)
+    argv += resource_options(resources)
     if after_job:
         argv.append("--dependency=afterok:" + after_job)
     if job_env:
@@ -322,6 +330,9 @@ def snapshot_config_json(exp_path):
 
 
 def cmd_submit(env, stage):
+    if env.get("SWEEP") and stage == "eval":
+        import sweep  # imported here: sweep.py builds on this module
+        return sweep.cmd_eval(env)
     exp_id = pl.check_experiment_id(env.get("EXP", ""))
     settings = pl.read_settings(ROOT)
     if not os.path.isdir(pl.experiment_dir(ROOT, exp_id)):
@@ -396,6 +407,9 @@ def cmd_resume(env):
 
 
 def cmd_cancel(env):
+    if env.get("SWEEP"):
+        import sweep  # imported here: sweep.py builds on this module
+        return sweep.cmd_cancel(env)
     exp_id = existing(env)
     exp_path = pl.experiment_dir(ROOT, exp_id)
     metadata = read_metadata(exp_path)
@@ -412,13 +426,18 @@ def cmd_cancel(env):
             print("WARNING: " + slurmkit.describe_failure(result), file=sys.stderr)
     for job in live:
         if job["backend"] == "local":
-            try:
-                os.killpg(int(job["pid"]), signal.SIGTERM)
-            except (ProcessLookupError, PermissionError, KeyError, ValueError):
-                pass  # already gone
+            stop_local_job(job)
     print("[OK] cancel requested for {}: {}".format(exp_id, ", ".join(
         "{} job {}".format(job["stage"], job["job_id"]) for job in live)))
     return 0
+
+
+def stop_local_job(job):
+    """SIGTERM to a local job's whole process group (its bash, its code, a sweep runner)."""
+    try:
+        os.killpg(int(job["pid"]), signal.SIGTERM)
+    except (ProcessLookupError, PermissionError, KeyError, TypeError, ValueError):
+        pass  # already gone
 
 
 def cmd_archive(env):
@@ -500,16 +519,7 @@ COMMANDS = {
 
 
 def main(argv=None, env=None):
-    argv = sys.argv[1:] if argv is None else argv
-    env = os.environ if env is None else env
-    if len(argv) != 1 or argv[0] not in COMMANDS:
-        print("usage: experiment.py " + " | ".join(COMMANDS), file=sys.stderr)
-        return 2
-    try:
-        return COMMANDS[argv[0]](env)
-    except pl.ProjectError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 1
+    return pl.run_command_table(COMMANDS, argv, env)
 
 
 if __name__ == "__main__":

@@ -244,7 +244,8 @@ def elapsed(record, info):
 def job_table(experiments, settings, env):
     """[(experiment, stage, merged job)] with one scheduler call for all of them."""
     rows = [(exp, stage, job, record) for exp in experiments for stage, job, record in latest_jobs(exp)]
-    ask = [str(job["job_id"]) for _, _, job, record in rows if needs_scheduler(job, record)]
+    # a sweep's task 44_3 is asked for as array 44: sacct shows a pending task only that way
+    ask = sorted({str(job["job_id"]).split("_")[0] for _, _, job, record in rows if needs_scheduler(job, record)})
     infos = scheduler_view(ask, settings, env)
     return [(exp, stage, merged_job(job, record, infos.get(str(job["job_id"])))) for exp, stage, job, record in rows]
 
@@ -257,8 +258,11 @@ STATUS_HEADER = ["EXP", "STAGE", "JOB", "STATE", "EXIT", "PARTITION", "GPU", "EL
 def cmd_status(env):
     settings = pl.read_settings(ROOT)
     experiments = load_all(ROOT, settings)
+    if env.get("SWEEP"):
+        name = os.path.splitext(os.path.basename(env["SWEEP"]))[0]  # a sweep or its file
+        experiments = [exp for exp in experiments if exp["metadata"].get("sweep") == name]
     if not experiments:
-        print("no experiments yet: make train EXP=001")
+        print("no experiments yet: make train EXP=001" if not env.get("SWEEP") else "no sweep " + env["SWEEP"])
         return 0
     rows, submitted = [], set()
     for exp, stage, job in job_table(experiments, settings, env):
@@ -505,17 +509,7 @@ def cmd_best(env):
 
 
 def main(argv=None, env=None):
-    argv = sys.argv[1:] if argv is None else argv
-    env = os.environ if env is None else env
-    commands = {"status": cmd_status, "results": cmd_results, "best": cmd_best}
-    if len(argv) != 1 or argv[0] not in commands:
-        print("usage: harvest.py status | results | best", file=sys.stderr)
-        return 2
-    try:
-        return commands[argv[0]](env)
-    except pl.ProjectError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 1
+    return pl.run_command_table({"status": cmd_status, "results": cmd_results, "best": cmd_best}, argv, env)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,9 @@ run_stage() {
   EXPFLOW_EXP_DIR="$(cd "${exp_dir}" && pwd)"
   EXPFLOW_EXP_ID="${EXPFLOW_EXP_DIR##*/}"
   EXPFLOW_JOB_ID="${SLURM_JOB_ID:-${EXPFLOW_LOCAL_JOB_ID:-local-$$}}"
+  if [[ -n "${SLURM_ARRAY_JOB_ID:-}" ]]; then  # a sweep's task: 44_3, as sacct names it
+    EXPFLOW_JOB_ID="${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+  fi
   EXPFLOW_CONFIG="${EXPFLOW_EXP_DIR}/config.yaml"
   EXPFLOW_CONFIG_JSON="${EXPFLOW_EXP_DIR}/config.json"
   EXPFLOW_RESULTS="${EXPFLOW_EXP_DIR}/${stage}_results.json"

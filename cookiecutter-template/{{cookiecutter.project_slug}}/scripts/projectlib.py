@@ -14,12 +14,29 @@ import json
 import os
 import re
 import shlex
+import sys
 import tempfile
 from datetime import datetime
 
 
 class ProjectError(Exception):
     """A problem the user can fix; main() prints it as one line and exits 1."""
+
+
+def run_command_table(commands, argv=None, env=None):
+    """The entry point of every script: argv names one of commands, which gets the
+    environment (where make puts its variables). A ProjectError becomes one line
+    on stderr and exit status 1."""
+    argv = sys.argv[1:] if argv is None else argv
+    env = os.environ if env is None else env
+    if len(argv) != 1 or argv[0] not in commands:
+        print("usage: {} {}".format(os.path.basename(sys.argv[0]), " | ".join(commands)), file=sys.stderr)
+        return 2
+    try:
+        return commands[argv[0]](env)
+    except ProjectError as exc:
+        print("error: {}".format(exc), file=sys.stderr)
+        return 1
 
 
 # ----------------------------------------------------------------- settings
@@ -341,23 +358,37 @@ def split_keeping_quotes(text):
 def apply_overrides(config, assignments, allow_new=False):
     """SET="optimizer.lr=0.01 model.depth=50" -> a new config; values are typed as
     YAML scalars ([a, b] is a list). An unknown key is an error unless allow_new."""
-    import copy
-    config = copy.deepcopy(config)
-    known = flatten(config)
+    values = {}
     for item in split_keeping_quotes(assignments):
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ProjectError("SET: expected key=value, got {!r}".format(item))
+        values[key] = _inline_list(text, "SET " + key) if text.strip().startswith("[") else parse_scalar(text)
+    return set_values(config, values, allow_new, "SET")
+
+
+def set_values(config, values, allow_new=False, where="SET"):
+    """A copy of config with {dotted.key: value} set; an unknown key is an error
+    naming the closest known ones unless allow_new."""
+    import copy
+    config = copy.deepcopy(config)
+    known = flatten(config)
+    for key, value in values.items():
         if key not in known and not allow_new:
             near = [k for k in known if k.split(".")[-1] == key.split(".")[-1]]
             hint = "; did you mean {}?".format(" or ".join(near)) if near else ""
-            raise ProjectError("SET: unknown config key {!r} (SET_NEW=1 adds it){}".format(key, hint))
-        value = _inline_list(text, "SET " + key) if text.strip().startswith("[") else parse_scalar(text)
+            raise ProjectError("{}: unknown config key {!r} (SET_NEW=1 adds it){}".format(where, key, hint))
         node = config
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ProjectError("SET: {} is not a mapping".format(part))
+                raise ProjectError("{}: {} is not a mapping".format(where, part))
         node[parts[-1]] = value
     return config
+
+
+def config_hash(config):
+    """A fingerprint of a config's content, the same for equal configs."""
+    import hashlib
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]

@@ -223,17 +223,7 @@ def cmd_plot(env):
 
 
 def main(argv=None, env=None):
-    argv = sys.argv[1:] if argv is None else argv
-    env = os.environ if env is None else env
-    commands = {"report": cmd_report, "plot": cmd_plot}
-    if len(argv) != 1 or argv[0] not in commands:
-        print("usage: report.py report | plot", file=sys.stderr)
-        return 2
-    try:
-        return commands[argv[0]](env)
-    except pl.ProjectError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 1
+    return pl.run_command_table({"report": cmd_report, "plot": cmd_plot}, argv, env)
 
 
 if __name__ == "__main__":

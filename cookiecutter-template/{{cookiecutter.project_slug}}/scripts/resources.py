@@ -117,7 +117,9 @@ def add_queue(rows, jobs, user):
         by_partition[row["partition"]].append(row)
     for job in jobs:
         kind = "running" if job.state in RUNNING_STATES else "pending" if job.state == "PENDING" else ""
-        for partition in job.partitions if kind else ():
+        if not kind:
+            continue  # suspended, or leaving the queue
+        for partition in job.partitions:
             row = row_for_job(by_partition.get(partition, []), job)
             if row is None:
                 continue
@@ -231,11 +233,11 @@ def build_report(nodes, jobs, user, request, access, gpu_type="", warnings=()):
 
 def test_only_argv(resources):
     """sbatch --test-only for a request outside any experiment (scaffold, the access
-    table): the options a submission would carry, and a trivial script."""
-    argv = ["sbatch", "--test-only", "--job-name=expflow-check"]
-    argv += ["{}={}".format(option, resources[key]) for key, option in experiment.SBATCH_FLAGS if resources.get(key)]
-    gres = slurmkit.gpu_request(resources.get("gpu_type", ""), resources.get("gpus", ""))
-    return argv + (["--gres=" + gres] if gres else []) + ["--wrap=true"]
+    table): the options a submission would carry, and a trivial script. Resources
+    left out of the dict are not passed."""
+    values = dict.fromkeys((key.lower() for key in pl.RESOURCE_KEYS), "")
+    values.update(resources)
+    return ["sbatch", "--test-only", "--job-name=expflow-check"] + experiment.resource_options(values) + ["--wrap=true"]
 
 
 def check_outcome(result):
@@ -252,17 +254,20 @@ def check_outcome(result):
 
 
 def access_record(user, accounts, partitions, results):
-    """{(account, partition): test-only CommandResult} -> what .expflow/access.json holds."""
+    """{(account, partition): test-only CommandResult} -> what .expflow/access.json
+    holds: per account the partitions SLURM accepted, those it refused (with its
+    reason), and those it could not be asked about (with why)."""
     entries = []
     for account in accounts:
-        accepted, refused = [], {}
+        entry = {"account": account, "accepted": [], "refused": {}, "unchecked": {}}
         for partition in partitions:
-            outcome = check_outcome(results[(account, partition)])
+            result = results[(account, partition)]
+            outcome = check_outcome(result)
             if outcome["ok"]:
-                accepted.append(partition)
+                entry["accepted"].append(partition)
             else:
-                refused[partition] = outcome["reason"]
-        entries.append({"account": account, "accepted": accepted, "refused": refused})
+                entry["refused" if result.returncode is not None else "unchecked"][partition] = outcome["reason"]
+        entries.append(entry)
     return {"user": user, "checked": pl.now_iso(), "accounts": entries}
 
 
@@ -277,10 +282,14 @@ def probe_access(user, accounts, partitions, run=slurmkit.run_command, timeout=1
 
 
 def accounts_for(access, partition):
-    """The accounts that may submit to partition; None when access was never checked."""
+    """The accounts that may submit to partition; None when that is not known: never
+    checked, or no account accepted and some could not be asked."""
     if not access:
         return None
-    return [entry["account"] for entry in access["accounts"] if partition in entry["accepted"]]
+    accepted = [entry["account"] for entry in access["accounts"] if partition in entry["accepted"]]
+    if not accepted and any(partition in entry.get("unchecked", {}) for entry in access["accounts"]):
+        return None
+    return accepted
 
 
 def read_access(root, user):
@@ -386,7 +395,7 @@ def refresh_access(user, nodes, timeout):
     result = run_concurrently({"assoc": slurmkit.sacctmgr_assoc_argv(user)}, timeout=timeout)["assoc"]
     accounts = slurmkit.parse_sacctmgr_accounts(result.stdout) if result.ok else []
     partitions = list(collections.OrderedDict.fromkeys(node.partition for node in nodes))
-    return probe_access(user, accounts, partitions, timeout=timeout)
+    return probe_access(user, accounts, partitions)
 
 
 def cmd_resources(env):
@@ -396,7 +405,10 @@ def cmd_resources(env):
     access = read_access(ROOT, user)
     if experiment.flag(env, "REFRESH"):
         access = refresh_access(user, nodes, timeout)
-        write_access(ROOT, access)
+        try:
+            write_access(ROOT, access)
+        except OSError as exc:
+            raise pl.ProjectError("cannot write {}: {}".format(ACCESS_FILE, exc.strerror)) from None
     # Only a PARTITION or GPU_TYPE given on the command line narrows the table: the
     # project's own settings are the request, not a filter.
     request = make_request(resources, env.get("PARTITION", ""))

@@ -313,6 +313,23 @@ def gpus_from_tres(tres):
     return gpu_type, count
 
 
+_ARRAY_RE = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
+
+
+def expand_array_id(job_id):
+    """A pending array's aggregated id "44_[0-3,7%4]" -> ["44_0", ..., "44_3", "44_7"];
+    any other id -> [job_id]."""
+    match = _ARRAY_RE.match(job_id)
+    if not match:
+        return [job_id]
+    array, ranges = match.groups()
+    tasks = []
+    for part in ranges.split(","):
+        low, _, high = part.partition("-")
+        tasks += range(int(low), int(high or low) + 1)
+    return ["{}_{}".format(array, task) for task in tasks]
+
+
 def _no_reason(reason):
     return "" if reason in ("None", "(null)") else reason
 
@@ -331,12 +348,14 @@ def parse_sacct(text):
         job_id, _name, state, exit_code, elapsed, node, partition, account, tres, submit, start, end, reason = fields
         gpu_type, gpus = gpus_from_tres(tres)
         code = exit_code.split(":")[0]
-        jobs[job_id] = JobInfo(
+        info = JobInfo(
             job_id=job_id, state=state.split()[0] if state else "", exit_code=int(code) if code.isdigit() else None,
             elapsed=elapsed, node="" if node == "None assigned" else node, partition=partition,
             account=account, gpu_type=gpu_type, gpus=gpus, submit=_blank_time(submit),
             start=_blank_time(start), end=_blank_time(end), reason=_no_reason(reason),
         )
+        for task_id in expand_array_id(job_id):
+            jobs[task_id] = info._replace(job_id=task_id)
     return jobs
 
 
@@ -371,12 +390,14 @@ def parse_squeue(text):
             continue
         job_id, _name, state, partition, elapsed, node, reason, tres = fields
         gpus = [g for g in parse_gres(tres) if g.name == "gpu"]
-        jobs[job_id] = JobInfo(
+        info = JobInfo(
             job_id=job_id, state=state, exit_code=None, elapsed=elapsed, node=node,
             partition=partition, account="", gpu_type=gpus[0].type if gpus else "",
             gpus=sum(g.count for g in gpus), submit="", start="", end="",
             reason=_no_reason(reason),
         )
+        for task_id in expand_array_id(job_id):
+            jobs[task_id] = info._replace(job_id=task_id)
     return jobs
 
 
