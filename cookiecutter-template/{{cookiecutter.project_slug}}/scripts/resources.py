@@ -450,16 +450,7 @@ COMMANDS = {"show": cmd_resources, "check": cmd_check}
 
 
 def main(argv=None, env=None):
-    argv = sys.argv[1:] if argv is None else argv
-    env = os.environ if env is None else env
-    if len(argv) != 1 or argv[0] not in COMMANDS:
-        print("usage: resources.py " + " | ".join(COMMANDS), file=sys.stderr)
-        return 2
-    try:
-        return COMMANDS[argv[0]](env)
-    except pl.ProjectError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 1
+    return pl.run_command_table(COMMANDS, argv, env)
 
 
 if __name__ == "__main__":
