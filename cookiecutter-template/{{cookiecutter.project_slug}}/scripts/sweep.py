@@ -262,9 +262,12 @@ def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None
             logs = [os.path.join("experiments", e, "logs", "{}-{}.out".format(stage, t))
                     for e, t in zip(group, task_ids)]
         for exp_id, task_id, log in zip(group, task_ids, logs):
+            exp_path = pl.experiment_dir(ROOT, exp_id)
             job = {"stage": stage, "backend": backend, "submitted": pl.now_iso(), "resources": resources,
                    "attempt": attempts.get(exp_id, 1), "job_id": task_id, "array_job_id": array_id,
-                   "log": os.path.relpath(os.path.join(ROOT, log), pl.experiment_dir(ROOT, exp_id)), "git": git}
+                   "log": os.path.relpath(os.path.join(ROOT, log), exp_path), "git": dict(git)}
+            if "patch" in git:  # one patch for the whole sweep; paths stay relative to the experiment
+                job["git"]["patch"] = os.path.relpath(os.path.join(sweep_dir(name), git["patch"]), exp_path)
             if backend == "local":
                 job.update(pid=pid, host=socket.gethostname())
             record_job(exp_id, job)
