@@ -88,21 +88,23 @@ def last_json_line(path, chunk=65536):
     return {}
 
 
-def stage_metrics(path, metadata, stage, patterns, problems):
+def stage_metrics(path, present, metadata, stage, patterns, problems):
+    """A stage's metrics; present is the set of file names in the experiment, so
+    that files a stage has not written are not even tried (10,000s of them)."""
     metrics = {}
     job = pl.latest_job(metadata, stage)
     if patterns and job and job.get("log"):
         metrics.update(log_metrics(os.path.join(path, job["log"]), patterns))
-    name = "{}_results.json".format(stage)
-    results, problem = pl.read_json(os.path.join(path, name))
+    name, series = "{}_results.json".format(stage), "{}_metrics.jsonl".format(stage)
+    results, problem = pl.read_json(os.path.join(path, name)) if name in present else (None, "")
     if problem:
         problems.append(problem)
     elif results is not None and not isinstance(results, dict):
         problems.append("{}: not a JSON object".format(name))
     elif results is not None:
         metrics.update(results)
-    else:
-        metrics.update(last_json_line(os.path.join(path, "{}_metrics.jsonl".format(stage))))
+    elif series in present:
+        metrics.update(last_json_line(os.path.join(path, series)))
     return metrics
 
 
@@ -115,9 +117,13 @@ def load_experiment(root, exp_id, patterns=()):
         metadata = {"jobs": []}
     config, problem = pl.read_json(os.path.join(path, "config.json"))
     problems += [problem] if problem else []
+    try:
+        present = set(os.listdir(path))
+    except OSError:
+        present = set()
     metrics = {}
     for stage in STAGES:
-        metrics.update(stage_metrics(path, metadata, stage, patterns, problems))
+        metrics.update(stage_metrics(path, present, metadata, stage, patterns, problems))
     return {
         "id": exp_id, "path": path, "metadata": metadata, "records": pl.run_records(path),
         "config": pl.flatten(config) if isinstance(config, dict) else {},
@@ -434,7 +440,9 @@ def write_results(header, table, natives):
     writer.writerows(table)
     write_text_atomic(os.path.join(out_dir, "results.csv"), buffer.getvalue())
     write_text_atomic(os.path.join(out_dir, "results.md"), tables.markdown(header, table))
-    write_text_atomic(os.path.join(out_dir, "results.json"), json.dumps(natives, indent=1) + "\n")
+    # one row a line: readable, and json's C encoder (indent= would use the slow Python one)
+    rows = ",\n".join(json.dumps(row) for row in natives)
+    write_text_atomic(os.path.join(out_dir, "results.json"), "[\n" + rows + "\n]\n" if rows else "[]\n")
 
 
 Harvest = collections.namedtuple("Harvest", "header table natives rows experiments settings")

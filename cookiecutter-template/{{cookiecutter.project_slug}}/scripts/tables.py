@@ -14,7 +14,8 @@ def cell_text(value):
 def markdown(header, rows):
     """A GitHub-style Markdown table; | and newlines in cells are escaped."""
     def cell(value):
-        return cell_text(value).replace("|", "\\|").replace("\n", " ")
+        text = cell_text(value)
+        return text.replace("|", "\\|").replace("\n", " ") if "|" in text or "\n" in text else text
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
