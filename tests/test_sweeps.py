@@ -100,3 +100,14 @@ def test_changed_sweep_under_the_same_name_is_refused(bake):
     assert error_line(result) == "error: s-0002 exists with another config: give the changed sweep a new name"
     for index in range(1, 5):
         wait_state(project, f"s-{index:04d}", "train", {"COMPLETED"})
+
+
+def test_sweep_resources_reach_every_point(bake):
+    project = bake()
+    text = GRID + "resources:\n  PARTITION: h200_tandon\n  GPU_TYPE: h200\n  GPUS: 2\n"
+    make(project, "sweep", f"SWEEP={write_sweep(project, 'res', text)}", env=LOCAL)
+    for index in range(1, 5):
+        job = json.loads((project / f"experiments/res-{index:04d}/metadata.json").read_text())["jobs"][0]
+        assert (job["resources"]["partition"], job["resources"]["gpu_type"], job["resources"]["gpus"]) == (
+            "h200_tandon", "h200", "2")
+        wait_state(project, f"res-{index:04d}", "train", {"COMPLETED"})

@@ -241,7 +241,9 @@ def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None
     """Submit exp_ids' stage as job arrays (one unless MaxArraySize splits them)
     and record each task in its experiment's metadata."""
     backend, why = xp.resolve_backend(settings, env)
-    resources = xp.resolve_resources(settings, {}, env)
+    # the sweep file's resources live in every point's own settings.env, alike
+    own = pl.read_settings(pl.experiment_dir(ROOT, exp_ids[0]), missing_ok=True)
+    resources = xp.resolve_resources(settings, own, env)
     git = xp.git_snapshot(sweep_dir(name), "{}-{}".format(stage, uuid.uuid4().hex[:8]))
     size = max_array_size(settings) if backend == "slurm" else len(exp_ids) or 1
     submitted = []
