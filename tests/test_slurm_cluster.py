@@ -94,8 +94,13 @@ def test_gpu_train_then_eval_afterok_to_results(project):
     assert "(auto: sbatch found; l40s_public, 1x l40s, 01:00:00)" in out
     out = alice_make(project, "eval", "EXP=001").stdout
     assert "after train job" in out
-    pending = wait_state(project, "001", "eval", {"PENDING"})
-    assert pending["REASON"] == "Dependency"
+    # the reason appears once the scheduler has looked at the job (sched_interval)
+    def waiting_on_train():
+        row = status_rows(project, user=USER).get(("001", "eval"))
+        return row if row and row["STATE"] == "PENDING" and row["REASON"] == "Dependency" else None
+    wait_for(waiting_on_train, timeout=30, interval=0.5, what="eval PENDING (Dependency)")
+    eval_job = json.loads((project / "experiments/001/metadata.json").read_text())["jobs"][1]
+    assert f"--dependency=afterok:{eval_job['after']}" in eval_job["sbatch"]
     assert status_rows(project, user=USER)[("001", "train")]["STATE"] in ("PENDING", "RUNNING")
     wait_state(project, "001", "eval", {"COMPLETED"})
     train = status_rows(project, user=USER)[("001", "train")]

@@ -293,6 +293,8 @@ def submit(exp_id, stage, env, settings, attempt=1):
         snapshot_config_json(exp_path)
         job["job_id"] = submit_slurm(argv)
         job["sbatch"] = argv
+        if after:
+            job["after"] = after["job_id"]
     else:
         if flag(env, "DRY_RUN"):
             return print_dry_run(["bash", os.path.join("scripts", stage + ".sbatch"), exp_path], stage)

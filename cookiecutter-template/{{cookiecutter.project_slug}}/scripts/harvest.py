@@ -207,8 +207,19 @@ def merged_job(job, record, info):
         "node": (info and info.node) or record.get("node", ""),
         "elapsed": elapsed(record, info),
         "submitted": job.get("submitted", ""), "started": record.get("started", ""),
-        "ended": record.get("ended", ""), "reason": (info and info.reason) or record.get("reason", ""),
+        "ended": record.get("ended", ""), "reason": reason(job, record, info, state),
     }
+
+
+def reason(job, record, info, state):
+    """Why a job waits or ended so. sacct fills in a pending job's reason only once
+    the scheduler has looked at it; until then a job submitted with afterok is
+    known to wait for its dependency."""
+    if info and info.reason:
+        return info.reason
+    if state == "PENDING" and job.get("after"):
+        return "Dependency"
+    return record.get("reason", "")
 
 
 SUBMIT_GRACE_SECONDS = 600
