@@ -93,7 +93,7 @@ def check_access(context: dict[str, str], timeout: float = 30.0) -> str:
     """`scaffold --check-access`: sbatch --test-only on the context's resources.
     Returns what SLURM said when it accepts; raises SchedulerError with its reason."""
     values = {key: context.get(key, "") for key in RESOURCE_KEYS}
-    result = resources.run_concurrently({"check": resources.test_only_argv(values)}, timeout=timeout)["check"]
+    result = slurmkit.run_command(resources.test_only_argv(values), timeout=timeout)
     outcome = resources.check_outcome(result)
     if not outcome["ok"]:
         raise SchedulerError(f"SLURM refuses {describe_request(values)}: {outcome['reason']}; nothing written")

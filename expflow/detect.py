@@ -12,7 +12,6 @@ import pwd
 import shutil
 import socket
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +48,7 @@ def _probe_slurm(user: str, run: Runner, timeout: float) -> dict[str, Any]:
         "user": slurmkit.sacctmgr_user_argv(user),
         "assoc": slurmkit.sacctmgr_assoc_argv(user),
     }
-    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
-        futures = {name: pool.submit(run, argv, timeout=timeout) for name, argv in commands.items()}
-        return {name: future.result() for name, future in futures.items()}
+    return slurmkit.run_concurrently(commands, run, timeout)
 
 
 def detect(

@@ -189,7 +189,7 @@ def merged_job(job, record, info):
     if info and (info.state in slurmkit.FINAL_STATES or state not in slurmkit.FINAL_STATES):
         state = info.state
     if not state:
-        state = fallback_state(job, record, info)
+        state = fallback_state(job)
     elif state == "RUNNING" and not info and job.get("backend") == "slurm":
         state = "UNKNOWN"  # not known to the scheduler, and the job never wrote its end
     elif state == "RUNNING" and job.get("backend") == "local" and not local_alive(job):
@@ -225,7 +225,7 @@ def reason(job, record, info, state):
 SUBMIT_GRACE_SECONDS = 600
 
 
-def fallback_state(job, record, info):
+def fallback_state(job):
     """No record and no scheduler answer: a local job still alive waits for its
     dependency; a fresh SLURM job may not have reached accounting yet (sacct
     lags sbatch by a moment)."""
@@ -276,7 +276,8 @@ def cmd_status(env):
     settings = pl.read_settings(ROOT)
     experiments = load_all(ROOT, settings)
     if env.get("SWEEP"):
-        name = os.path.splitext(os.path.basename(env["SWEEP"]))[0]  # a sweep or its file
+        import sweep  # imported here: sweep.py builds on this module
+        name = sweep.sweep_name(env["SWEEP"])  # a sweep, or its file (whose name: may differ)
         experiments = [exp for exp in experiments if exp["metadata"].get("sweep") == name]
     if not experiments:
         print("no experiments yet: make train EXP=001" if not env.get("SWEEP") else "no sweep " + env["SWEEP"])

@@ -389,6 +389,7 @@ def set_values(config, values, allow_new=False, where="SET"):
 
 
 def config_hash(config):
-    """A fingerprint of a config's content, the same for equal configs."""
+    """A fingerprint of a config's content, the same for equal configs; nested or
+    already flattened (as harvest holds them), the same config gives the same hash."""
     import hashlib
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(flatten(config), sort_keys=True).encode()).hexdigest()[:16]

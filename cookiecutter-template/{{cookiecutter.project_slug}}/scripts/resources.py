@@ -19,7 +19,6 @@ import json
 import os
 import pwd
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script dir out
 
@@ -35,21 +34,10 @@ ACCESS_TIME = "00:01:00"  # a minute: the access check must not be refused for i
 RUNNING_STATES = ("RUNNING", "COMPLETING", "CONFIGURING")
 
 
-# ----------------------------------------------------------------- the one place commands run
-
-def run_concurrently(commands, run=slurmkit.run_command, timeout=30.0):
-    """{name: argv} -> {name: CommandResult}, all at once, each with its timeout."""
-    if not commands:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(len(commands), 16)) as pool:
-        futures = {name: pool.submit(run, argv, timeout=timeout) for name, argv in commands.items()}
-        return {name: future.result() for name, future in futures.items()}
-
-
 def query_cluster(run=slurmkit.run_command, timeout=30.0):
     """(nodes, jobs, warnings) from one sinfo and one squeue. No sinfo answer is an
     error; no squeue answer leaves jobs None (the queue columns unknown) and a warning."""
-    results = run_concurrently({"sinfo": slurmkit.SINFO_NODES_ARGV, "squeue": slurmkit.SQUEUE_ALL_ARGV},
+    results = slurmkit.run_concurrently({"sinfo": slurmkit.SINFO_NODES_ARGV, "squeue": slurmkit.SQUEUE_ALL_ARGV},
                                run, timeout)
     if not results["sinfo"].ok:
         raise pl.ProjectError("cannot list the nodes: {}".format(slurmkit.describe_failure(results["sinfo"])))
@@ -278,7 +266,7 @@ def probe_access(user, accounts, partitions, run=slurmkit.run_command, timeout=1
     commands = {(account, partition): test_only_argv({"account": account, "partition": partition,
                                                       "time": ACCESS_TIME})
                 for account in accounts for partition in partitions}
-    return access_record(user, accounts, list(partitions), run_concurrently(commands, run, timeout))
+    return access_record(user, accounts, list(partitions), slurmkit.run_concurrently(commands, run, timeout))
 
 
 def accounts_for(access, partition):
@@ -392,7 +380,7 @@ def effective_resources(env):
 
 def refresh_access(user, nodes, timeout):
     """Check every account of the user (sacctmgr) on every partition sinfo listed."""
-    result = run_concurrently({"assoc": slurmkit.sacctmgr_assoc_argv(user)}, timeout=timeout)["assoc"]
+    result = slurmkit.run_command(slurmkit.sacctmgr_assoc_argv(user), timeout=timeout)
     accounts = slurmkit.parse_sacctmgr_accounts(result.stdout) if result.ok else []
     partitions = list(collections.OrderedDict.fromkeys(node.partition for node in nodes))
     return probe_access(user, accounts, partitions)
@@ -436,7 +424,7 @@ def cmd_check(env):
         print("[OK] nothing to check for {}: jobs run on this machine ({})".format(what, why))
         return 0
     argv = check_argv(exp_id or "check", exp_path or pl.experiment_dir(ROOT, "check"), resources)
-    outcome = check_outcome(run_concurrently({"check": argv}, timeout=command_timeout(env))["check"])
+    outcome = check_outcome(slurmkit.run_command(argv, timeout=command_timeout(env)))
     described = experiment.describe_resources(resources, backend)
     described += ", account " + resources["account"] if resources["account"] else ", your default account"
     if not outcome["ok"]:

@@ -12,6 +12,7 @@ on output recorded from a real cluster (tests/data/slurm/ in expflow).
 import collections
 import re
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 # ----------------------------------------------------------------- running commands
 
@@ -45,6 +46,16 @@ def run_command(argv, timeout=10.0):
     except OSError as exc:
         return CommandResult(argv, None, "", "", "{} could not run: {}".format(argv[0], exc.strerror))
     return CommandResult(argv, proc.returncode, proc.stdout, proc.stderr, "")
+
+
+def run_concurrently(commands, run=run_command, timeout=30.0):
+    """{name: argv} -> {name: CommandResult}: independent queries all at once, each
+    with its own timeout, so a slow scheduler costs one timeout, not the sum."""
+    if not commands:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(len(commands), 16)) as pool:
+        futures = {name: pool.submit(run, argv, timeout=timeout) for name, argv in commands.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def describe_failure(result):

@@ -148,7 +148,7 @@ def completed_hashes(env, settings):
     experiments = harvest.load_all(ROOT, settings)
     done = {exp["id"] for exp, stage, job in harvest.job_table(experiments, settings, env)
             if stage == "train" and job["state"] == "COMPLETED"}
-    return {pl.config_hash(stored_config(exp["path"])): exp["id"] for exp in experiments if exp["id"] in done}
+    return {pl.config_hash(exp["config"]): exp["id"] for exp in experiments if exp["id"] in done}
 
 
 def stored_config(exp_path):
