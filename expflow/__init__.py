@@ -5,11 +5,22 @@ build_context() turns what it found into template values, scaffold() renders
 cookiecutter-template/ into a new project.
 """
 
-from expflow.context import build_context
-from expflow.detect import detect
-from expflow.errors import ExpflowError
-from expflow.template import scaffold
+from typing import Any
 
-__version__ = "0.1.0"
+from expflow.errors import ExpflowError
+
+__version__ = "0.2.0"
 
 __all__ = ["ExpflowError", "__version__", "build_context", "detect", "scaffold"]
+
+# Imported on first use (PEP 562), so that `expflow --version` does not pay for
+# cookiecutter and Jinja2: where each name lives.
+_LAZY = {"build_context": "expflow.context", "detect": "expflow.detect", "scaffold": "expflow.template"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

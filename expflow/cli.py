@@ -15,10 +15,9 @@ from pathlib import Path
 from expflow import __version__
 from expflow.advisor import Access, account_access, check_access, cluster_report, find_project, render
 from expflow.cluster import ClusterFacts
-from expflow.context import build_context, parse_assignments, partition_values
+from expflow.context import build_context, parse_assignments, partition_values, template_defaults
 from expflow.detect import detect
 from expflow.errors import ExpflowError, UsageError
-from expflow.template import scaffold
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--no-detect", action="store_true", help="skip detection: offline defaults, local backend")
     new.add_argument("--check-access", action="store_true",
                      help="ask SLURM (sbatch --test-only) whether it accepts the account, partition, GPUs and time")
+
+    upd = commands.add_parser("update", help="bring a generated project to this expflow's template, keeping your edits")
+    upd.add_argument("dir", nargs="?", default=".", help="the project (default: .)")
+    upd.add_argument("--dry-run", action="store_true", help="say what would change, per file; write nothing")
+    upd.add_argument("--force", action="store_true", help="update a git project with uncommitted changes")
     return parser
 
 
@@ -131,7 +135,7 @@ def prompt_overrides(facts: ClusterFacts | None, context: dict[str, str], ask: A
         answers["gpus"] = ask_choice(ask, "GPUs per job", context.get("gpus", "0"))
     accounts = facts.accounts if facts else ()
     answers["account"] = ask_choice(ask, "Account", context.get("account", ""), accounts)
-    answers["time"] = ask_choice(ask, "Time limit per job", context.get("time", "01:00:00"))
+    answers["time"] = ask_choice(ask, "Time limit per job", context.get("time") or template_defaults()["time"])
     answers.update(prompt_environment(ask))
     return {key: value for key, value in answers.items() if value != context.get(key, "")}
 
@@ -155,6 +159,8 @@ def prompt_environment(ask: Ask) -> dict[str, str]:
 
 
 def run_scaffold(args: argparse.Namespace, ask: Ask) -> int:
+    from expflow.template import scaffold  # cookiecutter: paid for by scaffold only, not by --version
+
     overrides = parse_assignments(args.set)
     if args.check_access and args.no_detect:
         raise UsageError("--check-access asks SLURM, so it does not go with --no-detect")
@@ -178,6 +184,14 @@ def run_scaffold(args: argparse.Namespace, ask: Ask) -> int:
     return 0
 
 
+def run_update(args: argparse.Namespace) -> int:
+    from expflow.update import update_project  # here: `expflow --version` does not import it
+
+    report = update_project(Path(args.dir), dry_run=args.dry_run, force=args.force)
+    print("\n".join(report.lines))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, ask: Ask = input) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -185,6 +199,8 @@ def main(argv: Sequence[str] | None = None, ask: Ask = input) -> int:
             return run_info(args)
         if args.command == "resources":
             return run_resources(args)
+        if args.command == "update":
+            return run_update(args)
         return run_scaffold(args, ask)
     except ExpflowError as exc:
         print(f"expflow: error: {exc}", file=sys.stderr)

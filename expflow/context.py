@@ -1,7 +1,8 @@
 """Turn detected facts and --set overrides into the template's values.
 
 Values that end up on #SBATCH-equivalent command lines are checked here with
-the same slurmkit.check_option the generated project uses at submit time.
+the same slurmkit.check_option the generated project uses at submit time, and
+the defaults are cookiecutter.json's.
 """
 
 from __future__ import annotations
@@ -11,21 +12,23 @@ import re
 from datetime import date
 from typing import Any
 
+from expflow import runtime
 from expflow.cluster import ClusterFacts
 from expflow.errors import UsageError
-from expflow.runtime import slurmkit, template_dir
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 BACKENDS = ("auto", "slurm", "local")
-RESOURCE_KEYS = ("account", "partition", "gpu_type", "gpus", "nodes", "cpus", "mem", "time",
-                 "qos", "constraint", "mail_type")
-DEFAULT_TIME = "01:00:00"
 
 
 def template_defaults() -> dict[str, Any]:
-    """cookiecutter.json's values: the offline defaults."""
-    with open(template_dir() / "cookiecutter.json") as handle:
-        return json.load(handle)
+    """cookiecutter.json's values: the offline defaults, and the only place they live."""
+    with open(runtime.template_dir() / "cookiecutter.json") as handle:
+        return dict(json.load(handle))
+
+
+def resource_keys() -> list[str]:
+    """The resource settings as template keys (gpu_type), from the runtime's one table."""
+    return [key.lower() for key in runtime.module("slurmkit").RESOURCE_KEYS]
 
 
 def settable_keys() -> list[str]:
@@ -44,7 +47,7 @@ def detected_values(facts: ClusterFacts) -> dict[str, str]:
     values = {
         "cluster": facts.cluster,
         "slurm_accounting": "1" if facts.accounting else "0",
-        "max_array_size": str(facts.max_array_size or 1001),
+        "max_array_size": str(facts.max_array_size or template_defaults()["max_array_size"]),
         "account": facts.default_account,
         "partition": facts.default_partition,
         "scratch_root": facts.scratch,
@@ -63,8 +66,9 @@ def partition_values(facts: ClusterFacts, name: str) -> dict[str, str]:
     values = {"gpu_type": "", "gpus": "0"}
     if partition.gpus_per_node:
         values = {"gpu_type": partition.gpu_types[0] if partition.gpu_types else "", "gpus": "1"}
-    max_minutes = slurmkit.time_to_minutes(partition.max_time) if partition.max_time else None
-    values["time"] = DEFAULT_TIME if max_minutes is None or max_minutes >= 60 else partition.max_time
+    max_minutes = runtime.module("slurmkit").time_to_minutes(partition.max_time) if partition.max_time else None
+    default_time = template_defaults()["time"]
+    values["time"] = partition.max_time if max_minutes is not None and max_minutes < 60 else default_time
     return values
 
 
@@ -95,7 +99,8 @@ def build_context(name: str, facts: ClusterFacts | None, overrides: dict[str, st
 
 
 def check_values(context: dict[str, str], facts: ClusterFacts | None) -> None:
-    for key in RESOURCE_KEYS:
+    slurmkit = runtime.module("slurmkit")
+    for key in resource_keys():
         try:
             slurmkit.check_option(key, context.get(key, ""))
         except ValueError as exc:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from expflow import runtime
 from expflow.cluster import ClusterFacts, PartitionFacts
-from expflow.runtime import slurmkit
 
 Runner = Callable[..., Any]  # slurmkit.run_command's signature: (argv, timeout) -> CommandResult
 
@@ -40,20 +40,21 @@ def find_conda_base(env: Mapping[str, str]) -> str:
     return str(Path(conda_exe).parent.parent) if conda_exe else ""
 
 
-def _probe_slurm(user: str, run: Runner, timeout: float) -> dict[str, Any]:
+def _probe_slurm(user: str, run: Runner | None, timeout: float) -> dict[str, Any]:
     """Run the four SLURM queries at once -> their CommandResults by name."""
+    slurmkit = runtime.module("slurmkit")
     commands = {
         "config": slurmkit.SCONTROL_CONFIG_ARGV,
         "sinfo": slurmkit.SINFO_PARTITIONS_ARGV,
         "user": slurmkit.sacctmgr_user_argv(user),
         "assoc": slurmkit.sacctmgr_assoc_argv(user),
     }
-    return slurmkit.run_concurrently(commands, run, timeout)
+    return slurmkit.run_concurrently(commands, run or slurmkit.run_command, timeout)
 
 
 def detect(
     env: Mapping[str, str] | None = None,
-    run: Runner = slurmkit.run_command,
+    run: Runner | None = None,
     timeout: float = 5.0,
 ) -> ClusterFacts:
     """Everything expflow needs to know, with where each value came from."""
@@ -86,6 +87,7 @@ def detect(
 
 
 def _read_config(result: Any, env: Mapping[str, str], sources: dict[str, str], warnings: list[str]) -> dict[str, Any]:
+    slurmkit = runtime.module("slurmkit")
     config = slurmkit.parse_scontrol_config(result.stdout) if result.ok else {}
     if not result.ok:
         warnings.append(f"could not read the SLURM configuration ({slurmkit.describe_failure(result)})")
@@ -104,6 +106,7 @@ def _read_config(result: Any, env: Mapping[str, str], sources: dict[str, str], w
 
 
 def _read_partitions(result: Any, sources: dict[str, str], warnings: list[str]) -> dict[str, Any]:
+    slurmkit = runtime.module("slurmkit")
     if not result.ok:
         warnings.append(f"could not list partitions ({slurmkit.describe_failure(result)}): SLURM's defaults apply")
         sources["partitions"] = "default"
@@ -120,6 +123,7 @@ def _read_partitions(result: Any, sources: dict[str, str], warnings: list[str]) 
 
 def _read_accounts(user_result: Any, assoc_result: Any, accounting: bool,
                    sources: dict[str, str], warnings: list[str]) -> dict[str, Any]:
+    slurmkit = runtime.module("slurmkit")
     for result in (user_result, assoc_result):
         if not result.ok and slurmkit.accounting_disabled_message(result.stderr):
             sources["accounts"] = sources["accounting"] = "sacctmgr (accounting disabled)"

@@ -20,3 +20,9 @@ class TemplateError(ExpflowError):
 class SchedulerError(ExpflowError):
     """SLURM could not be asked (sinfo failed), or it refused a request that
     `sbatch --test-only` checked (scaffold --check-access)."""
+
+
+class UpdateError(ExpflowError):
+    """`expflow update` cannot proceed: not a project, a project newer than this
+    expflow, uncommitted changes without --force, git missing for a merge, or the
+    recorded answers or pristine copies are gone. Raised before anything is written."""

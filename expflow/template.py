@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from cookiecutter.exceptions import CookiecutterException
 from cookiecutter.main import cookiecutter
 
-from expflow.errors import TargetExistsError, TemplateError
+from expflow.answers import record_scaffold
+from expflow.errors import ExpflowError, TargetExistsError, TemplateError
+from expflow.fileops import remove_pycache
 from expflow.runtime import template_dir
 
 
@@ -30,4 +33,11 @@ def scaffold(context: dict[str, str], output_dir: str | Path = ".") -> Path:
         )
     except (CookiecutterException, OSError) as exc:
         raise TemplateError(f"could not render the project: {exc}") from exc
-    return Path(created)
+    project = Path(created)
+    try:
+        remove_pycache(project)  # a checkout's template has the bytecode of runtime.py's imports
+        record_scaffold(project, context, template=template_dir())  # what `expflow update` merges against
+    except (ExpflowError, OSError) as exc:
+        shutil.rmtree(project, ignore_errors=True)
+        raise TemplateError(f"could not record the project's answers: {exc}") from exc
+    return project

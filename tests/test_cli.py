@@ -7,13 +7,14 @@ from conftest import read_data
 from test_detect import fake_command
 from test_resources import logging_sbatch
 
+from expflow import __version__
 from expflow.cli import main
 from expflow.cluster import ClusterFacts, PartitionFacts
 from expflow.context import build_context
 from expflow.errors import UsageError
-from expflow.runtime import load_script_module, slurmkit
+from expflow.runtime import module, slurmkit
 
-resources = load_script_module("resources")
+advice = module("advice")
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def torch_facts() -> ClusterFacts:
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
-    assert exit_info.value.code == 0 and capsys.readouterr().out == "expflow 0.1.0\n"
+    assert exit_info.value.code == 0 and capsys.readouterr().out == f"expflow {__version__}\n"
 
 
 def test_context_follows_the_chosen_partition(torch_facts):
@@ -135,7 +136,7 @@ def test_info_in_a_project_reads_its_cache_until_refresh(monkeypatch, torch_fact
     project = bake()
     cached = {"user": "alice", "checked": "2026-11-28T10:00:00+00:00",
               "accounts": [{"account": "torch_pr_68_general", "accepted": ["cs"], "refused": {}}]}
-    resources.write_access(str(project), cached)
+    advice.write_access(str(project), cached)
     monkeypatch.chdir(project)
     assert main(["info"]) == 0
     out = capsys.readouterr().out

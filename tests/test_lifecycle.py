@@ -9,7 +9,7 @@ import pytest
 from conftest import make, run
 from test_local_backend import LOCAL, error_line, set_config, wait_state
 
-from expflow.runtime import load_script_module
+from expflow.runtime import module
 
 
 def metadata(project, exp):
@@ -165,7 +165,7 @@ NVIDIA H200, 565.57.01, 143771 MiB
 
 
 def test_gpu_capture_parses_nvidia_smi():
-    jobrecord = load_script_module("jobrecord")
+    jobrecord = module("jobrecord")
     assert jobrecord.parse_nvidia_smi(NVIDIA_SMI) == [
         {"name": "NVIDIA H200", "driver": "565.57.01", "memory": "143771 MiB"}] * 2
     assert jobrecord.parse_nvidia_smi("") == []

@@ -2,6 +2,7 @@
 bits, hostile paths and values, and static checks of every script."""
 
 import ast
+import json
 import os
 import re
 import shutil
@@ -13,16 +14,20 @@ from pathlib import Path
 import pytest
 from conftest import REPO, make, run
 
-RUNTIME_PY = ["scripts/experiment.py", "scripts/harvest.py", "scripts/projectlib.py", "scripts/slurmkit.py",
-              "scripts/jobrecord.py", "scripts/tables.py", "scripts/compare.py", "scripts/report.py",
-              "scripts/sweep.py", "scripts/resources.py"]
-SCRIPTS = ["scripts/train.sbatch", "scripts/eval.sbatch", "scripts/sweep.sbatch", "scripts/job-lib.sh"]
-EXPECTED_FILES = {
+RUNTIME_PY = [f"expflow_runtime/{name}.py" for name in (
+    "__init__", "run", "slurmkit", "tables", "files", "configs", "state", "harvest", "comparison", "sweepspec",
+    "submit", "advice", "experiment", "results", "sweep", "resources", "compare", "report", "jobrecord")]
+SCRIPTS = ["scripts/train.sbatch", "scripts/eval.sbatch", "expflow_runtime/sweep-task.sbatch",
+           "expflow_runtime/job-lib.sh"]
+USER_FILES = {
     ".gitignore", "Makefile", "README.md", "settings.env", "configs/default.yaml", "configs/sweep-example.yaml",
-    "train.py", "eval.py", *RUNTIME_PY, *SCRIPTS,
+    "train.py", "eval.py", "scripts/train.sbatch", "scripts/eval.sbatch",
 }
-LIBRARIES = {"scripts/projectlib.py", "scripts/slurmkit.py", "scripts/tables.py", "scripts/job-lib.sh"}
-EXECUTABLE = {"train.py", "eval.py", *RUNTIME_PY, *SCRIPTS} - LIBRARIES
+# what expflow scaffold records for expflow update: the answers and pristine copies of the user's files
+SCAFFOLD_RECORDS = {"expflow_runtime/answers.json", *(f"expflow_runtime/pristine/{name}" for name in USER_FILES)}
+EXPECTED_FILES = {*USER_FILES, *RUNTIME_PY, *SCRIPTS, "expflow_runtime/VERSION", *SCAFFOLD_RECORDS}
+# what people run by name; the machinery is run through python3 -I or bash
+EXECUTABLE = {"train.py", "eval.py", "scripts/train.sbatch", "scripts/eval.sbatch"}
 HOSTILE_DIR = 'path with spaces and "quotes" and \\backslashes'
 
 
@@ -33,14 +38,14 @@ def files_of(project: Path) -> set[str]:
 def test_exact_file_set_and_exec_bits(bake):
     project = bake()
     assert files_of(project) == EXPECTED_FILES
-    for name in EXPECTED_FILES:
+    for name in USER_FILES | set(RUNTIME_PY) | set(SCRIPTS):
         executable = bool((project / name).stat().st_mode & stat.S_IXUSR)
         assert executable == (name in EXECUTABLE), name
 
 
 def test_no_template_leftovers(bake):
     project = bake()
-    for name in EXPECTED_FILES - {"scripts/job-lib.sh"}:  # bash's ${#arr[@]} is not Jinja
+    for name in EXPECTED_FILES - {"expflow_runtime/job-lib.sh"}:  # bash's ${#arr[@]} is not Jinja
         text = (project / name).read_text()
         assert not re.search(r"\{\{|\{%|\{#", text), f"template syntax left in {name}"
 
@@ -60,21 +65,17 @@ def test_hostile_paths_and_values_survive(bake, tmp_path):
     bash_view = read_settings_with_bash(project)
     assert bash_view["SCRATCH_ROOT"] == f"/scratch/{weird}" and bash_view["ENV_VENV"] == weird
     assert bash_view["PROJECT_NAME"] == "odd.name_1"
-    sys.path.insert(0, str(project / "scripts"))
-    try:
-        import projectlib
-        python_view = projectlib.read_settings(str(project))
-        assert python_view == {key: bash_view[key] for key in python_view}
-    finally:
-        sys.path.remove(str(project / "scripts"))
-        sys.modules.pop("projectlib", None)
+    reader = ("import json, sys; sys.path.append(sys.argv[1]); from expflow_runtime import files; "
+              "print(json.dumps(files.read_settings(sys.argv[1])))")
+    python_view = json.loads(run(["python3", "-I", "-c", reader, str(project)], cwd=project).stdout)
+    assert python_view == {key: bash_view[key] for key in python_view}
     assert not (project / "pwned").exists() and not Path("pwned").exists()
     make(project, "help")
 
 
 def test_scripts_pass_bash_n_and_shellcheck(bake):
     project = bake()
-    scripts = sorted(str(p) for p in project.glob("scripts/*") if p.suffix in (".sh", ".sbatch"))
+    scripts = sorted(str(project / name) for name in SCRIPTS)
     for script in scripts:
         run(["bash", "-n", script], cwd=project)
         text = Path(script).read_text()
@@ -88,7 +89,7 @@ def test_scripts_pass_bash_n_and_shellcheck(bake):
 
 def test_sbatch_directives_come_before_any_command(bake):
     project = bake()
-    for script in project.glob("scripts/*.sbatch"):
+    for script in [project / name for name in SCRIPTS if name.endswith(".sbatch")]:
         lines = script.read_text().splitlines()
         last_directive = max(i for i, line in enumerate(lines) if line.startswith("#SBATCH"))
         commands = [i for i, line in enumerate(lines[1:], 1) if line.strip() and not line.startswith("#")]
@@ -122,6 +123,8 @@ def test_runtime_is_stdlib_only_and_python36(bake):
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level:
+                continue  # from . import files: the runtime itself
             elif isinstance(node, ast.ImportFrom):
                 modules = [node.module or ""]
             else:
@@ -137,7 +140,7 @@ def test_runtime_is_stdlib_only_and_python36(bake):
 
 def test_runtime_runs_isolated(bake):
     project = bake()
-    out = run(["python3", "-I", "scripts/harvest.py", "status"], cwd=project).stdout
+    out = run(["python3", "-I", "expflow_runtime/run.py", "status"], cwd=project).stdout
     assert out.strip() == "no experiments yet: make train EXP=001"
 
 
@@ -149,7 +152,7 @@ def test_plain_cookiecutter_works_without_expflow(tmp_path):
     run([cookiecutter, "--no-input", "--output-dir", str(tmp_path), str(REPO / "cookiecutter-template")],
         cwd=tmp_path, env=env)
     project = tmp_path / "my-project"
-    assert files_of(project) == EXPECTED_FILES
+    assert files_of(project) == EXPECTED_FILES - SCAFFOLD_RECORDS
     assert "BACKEND='auto'" in (project / "settings.env").read_text()
 
 

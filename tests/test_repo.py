@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, make, run
 
+from expflow import __version__
 from expflow.cli import build_parser
 from expflow.context import settable_keys
 
@@ -91,7 +92,17 @@ def test_wheel_installs_in_a_fresh_venv_and_scaffolds_outside_the_checkout(tmp_p
     outside.mkdir()
     run([str(env_dir / "bin" / "expflow"), "scaffold", "fromwheel", "--no-input", "--no-detect"], cwd=outside)
     project = outside / "fromwheel"
-    assert (project / "scripts" / "slurmkit.py").is_file()
+    assert (project / "expflow_runtime" / "slurmkit.py").is_file()
+    # expflow info loads the runtime's libraries from the installed template: still no bytecode in projects
+    run([str(env_dir / "bin" / "expflow"), "info"], cwd=outside)
+    run([str(env_dir / "bin" / "expflow"), "scaffold", "second", "--no-input", "--no-detect"], cwd=outside)
+    assert not [p for p in (outside / "second").rglob("__pycache__")]
     assert run(["make", "-s", "help"], cwd=project).stdout.startswith("Usage: make TARGET")
     version = run([str(python), "-m", "expflow", "--version"], cwd=outside).stdout.strip()
-    assert version == "expflow 0.1.0"
+    assert version == f"expflow {__version__}"
+
+
+def test_runtime_version_is_the_package_version():
+    """expflow update reads the target release from the template's VERSION."""
+    version = (REPO / "cookiecutter-template" / "{{cookiecutter.project_slug}}" / "expflow_runtime" / "VERSION")
+    assert version.read_text() == f"{__version__}\n"

@@ -11,9 +11,9 @@ import pytest
 from conftest import REPO, make, read_data
 from test_detect import fake_command
 
-from expflow.runtime import load_script_module, slurmkit
+from expflow.runtime import module, slurmkit
 
-resources = load_script_module("resources")
+advice = module("advice")
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def rows_by_partition(report):
 def report_for(busy, user="alice", access=None, **request):
     """As expflow resources does it: partition and gpu_type are the request's and narrow the table."""
     nodes, jobs = busy
-    return resources.build_report(nodes, jobs, user, resources.make_request(request, request.get("partition", "")),
+    return advice.build_report(nodes, jobs, user, advice.make_request(request, request.get("partition", "")),
                                   access, request.get("gpu_type", ""))
 
 
@@ -82,22 +82,22 @@ def test_several_gpu_types_down_and_drained_nodes():
         "2|bob|gpu|PENDING|N/A|1|Priority\n"                 # no GPU: the GPU-less nodes
         "3|bob|gpu|PENDING|gres:gpu:v100:1|1|Resources\n"
     )
-    rows = resources.table_rows(nodes, jobs, "alice", None)
+    rows = advice.table_rows(nodes, jobs, "alice", None)
     assert [(r["gpu_type"], r["gpus_total"], r["gpus_allocated"], r["gpus_idle"]) for r in rows] == [
         ("a100", 12, 1, 3), ("v100", 2, 2, 0), ("", 0, 0, 0)]
     assert [(r["nodes_idle"], r["nodes_mixed"], r["nodes_down"]) for r in rows] == [(0, 1, 2), (0, 1, 0), (1, 0, 0)]
     assert [(r["pending_jobs"], r["pending_gpus"]) for r in rows] == [(1, 2), (1, 1), (1, 0)]
-    verdicts = [resources.recommend(rows, nodes, resources.make_request({"gpu_type": "a100", "gpus": gpus}))["verdict"]
+    verdicts = [advice.recommend(rows, nodes, advice.make_request({"gpu_type": "a100", "gpus": gpus}))["verdict"]
                 for gpus in ("3", "4", "5")]
     assert verdicts == ["start_now", "queue", "none"]  # only ga001 takes jobs: 4 a100, 1 in use
 
 
 def test_unknown_queue_is_not_zero(busy):
     nodes, _ = busy
-    report = resources.build_report(nodes, None, "alice", resources.make_request({"gpus": "1"}), None,
+    report = advice.build_report(nodes, None, "alice", advice.make_request({"gpus": "1"}), None,
                                     warnings=["squeue did not answer"])
     assert {r["pending_jobs"] for r in report["partitions"]} == {None}
-    text = resources.render_text(report, 200)
+    text = advice.render_text(report, 200)
     assert re.search(r"^h200_tandon +h200 +8 +3 +5 +0/1/0/0 +\? +\? +\?", text, re.M)
     assert report["warnings"] == ["squeue did not answer"]
 
@@ -128,8 +128,8 @@ def test_recommendation(busy, request_values, verdict, partitions):
 def test_recommendation_queues_where_fewest_gpus_wait(busy):
     nodes, jobs = busy
     full = [n._replace(gpus=tuple(g._replace(used=g.total) for g in n.gpus)) for n in nodes]
-    rows = resources.table_rows(full, jobs, "alice", None)
-    recommendation = resources.recommend(rows, full, resources.make_request({"gpus": "1"}))
+    rows = advice.table_rows(full, jobs, "alice", None)
+    recommendation = advice.recommend(rows, full, advice.make_request({"gpus": "1"}))
     assert recommendation["verdict"] == "queue"
     assert recommendation["partitions"][0]["partition"] == "l40s_public"  # 1 GPU pending, against 4 and 6
 
@@ -143,10 +143,10 @@ def test_recommendation_names_the_accounts_and_skips_partitions_none_may_use(bus
 
 
 def test_recommendation_line(busy):
-    line = resources.recommendation_line(report_for(busy, gpu_type="h200", gpus="6", time="01:00:00"), ": REFRESH=1")
+    line = advice.recommendation_line(report_for(busy, gpu_type="h200", gpus="6", time="01:00:00"), ": REFRESH=1")
     assert line == ("Recommendation for 6x h200, 01:00:00: nothing is free now; fewest GPUs queued ahead on "
                     "h200_tandon (idle h200: 5, GPUs queued: 6); accounts not checked: REFRESH=1")
-    line = resources.recommendation_line(report_for(busy, access=ACCESS, gpus="0"))
+    line = advice.recommendation_line(report_for(busy, access=ACCESS, gpus="0"))
     assert line == ("Recommendation for no GPU, the partition's default time: can start now on "
                     "cs (jobs pending: 0, accounts: general, tandon)")
 
@@ -164,7 +164,7 @@ def documented_json_fields():
 def test_json_keys_are_stable_and_documented(busy):
     report = report_for(busy, access=ACCESS, gpus="1")
     top, row, recommendation, place = documented_json_fields()
-    decoded = json.loads(resources.render_json(report))
+    decoded = json.loads(advice.render_json(report))
     assert list(decoded) == top
     assert list(decoded["request"]) == ["partition", "gpu_type", "gpus", "nodes", "cpus", "mem", "time"]
     assert all(list(r) == row for r in decoded["partitions"])
@@ -173,13 +173,13 @@ def test_json_keys_are_stable_and_documented(busy):
 
 
 def test_text_table(busy):
-    text = resources.render_text(report_for(busy, user="root", gpus="1"), 200)
+    text = advice.render_text(report_for(busy, user="root", gpus="1"), 200)
     lines = text.splitlines()
-    assert lines[0].split() == resources.HEADER
+    assert lines[0].split() == advice.HEADER
     assert lines[1].split() == ["cs*", "-", "0", "0", "0", "0/1/0/0", "0/0", "1/0", "0/0", "2-00:00:00"]
     assert lines[3].split() == ["l40s_public", "l40s", "4", "2", "2", "0/1/0/0", "1/1", "1/2", "0/0", "2-00:00:00"]
-    assert lines[5] == resources.LEGEND and lines[6].startswith("Recommendation for 1x any GPU")
-    narrow = resources.render_text(report_for(busy, gpus="1"), 40)
+    assert lines[5] == advice.LEGEND and lines[6].startswith("Recommendation for 1x any GPU")
+    narrow = advice.render_text(report_for(busy, gpus="1"), 40)
     assert "more columns: " in narrow
 
 
@@ -203,7 +203,7 @@ def fake_test_only(refuse):
 
 def test_probe_access_checks_every_account_and_partition():
     run, calls = fake_test_only({("general", "h200_tandon")})
-    access = resources.probe_access("alice", ["general", "tandon"], ["cs", "h200_tandon", "slow"], run=run)
+    access = advice.probe_access("alice", ["general", "tandon"], ["cs", "h200_tandon", "slow"], run=run)
     assert access["user"] == "alice" and access["checked"]
     timed_out = {"slow": "could not check: sbatch timed out after 10s"}
     assert access["accounts"] == [
@@ -214,32 +214,32 @@ def test_probe_access_checks_every_account_and_partition():
     assert len(calls) == 6
     assert all(argv[:2] == ["sbatch", "--test-only"] and argv[-1] == "--wrap=true" for argv in calls)
     assert "--time=00:01:00" in calls[0] and "--account=general" in calls[0] and "--partition=cs" in calls[0]
-    assert resources.accounts_for(access, "h200_tandon") == ["tandon"]
-    assert resources.accounts_for(access, "slow") is None  # not known: not the same as refused
-    assert resources.accounts_for(access, "gone") == []
-    assert resources.accounts_for(None, "cs") is None
+    assert advice.accounts_for(access, "h200_tandon") == ["tandon"]
+    assert advice.accounts_for(access, "slow") is None  # not known: not the same as refused
+    assert advice.accounts_for(access, "gone") == []
+    assert advice.accounts_for(None, "cs") is None
 
 
 def test_probe_access_without_accounts_uses_the_default():
     run, calls = fake_test_only(set())
-    access = resources.probe_access("alice", [], ["cs"], run=run)
+    access = advice.probe_access("alice", [], ["cs"], run=run)
     assert access["accounts"] == [{"account": "", "accepted": ["cs"], "refused": {}, "unchecked": {}}]
     assert not any(arg.startswith("--account") for arg in calls[0])
 
 
 def test_access_cache_is_per_user(tmp_path):
-    resources.write_access(str(tmp_path), ACCESS)
-    assert resources.read_access(str(tmp_path), "alice") == ACCESS
-    assert resources.read_access(str(tmp_path), "bob") is None
+    advice.write_access(str(tmp_path), ACCESS)
+    assert advice.read_access(str(tmp_path), "alice") == ACCESS
+    assert advice.read_access(str(tmp_path), "bob") is None
     (tmp_path / ".expflow" / "access.json").write_text("{not json")
-    assert resources.read_access(str(tmp_path), "alice") is None
+    assert advice.read_access(str(tmp_path), "alice") is None
 
 
 def test_check_outcome():
-    ok = resources.check_outcome(slurmkit.CommandResult([], 0, "", read_data("sbatch-test-only-busy.err"), ""))
+    ok = advice.check_outcome(slurmkit.CommandResult([], 0, "", read_data("sbatch-test-only-busy.err"), ""))
     assert ok == {"ok": True, "reason": "", "start": "2026-11-28T19:24:34", "nodes": "gh001",
                   "partition": "h200_tandon"}
-    refused = resources.check_outcome(slurmkit.CommandResult([], 1, "", read_data("sbatch-test-only-reject.err"), ""))
+    refused = advice.check_outcome(slurmkit.CommandResult([], 1, "", read_data("sbatch-test-only-reject.err"), ""))
     assert not refused["ok"] and refused["reason"] == "Requested node configuration is not available"
 
 

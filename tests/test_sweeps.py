@@ -8,7 +8,7 @@ import pytest
 from conftest import make
 from test_local_backend import LOCAL, error_line, wait_state
 
-from expflow.runtime import load_script_module
+from expflow.runtime import module
 
 GRID = """\
 base: configs/default.yaml
@@ -27,21 +27,21 @@ def write_sweep(project, name, text):
 
 
 def test_expansion_rules(tmp_path):
-    pl = load_script_module("projectlib")
-    sweep = load_script_module("sweep")
-    spec = pl.read_yaml_subset(GRID + "zip:\n  training.seed: [1, 2]\n  model.width: [8, 16]\n"
+    configs = module("configs")
+    sweepspec = module("sweepspec")
+    spec = configs.read_yaml_subset(GRID + "zip:\n  training.seed: [1, 2]\n  model.width: [8, 16]\n"
                                "random:\n  samples: 3\n  seed: 7\n  optimizer.momentum:\n    uniform: [0.5, 0.9]\n")
     spec["file"] = "x.yaml"
-    points = sweep.expand(spec)
+    points = sweepspec.expand(spec)
     assert len(points) == 2 * 2 * 2 * 3
     assert points[0] == {"model.depth": 2, "optimizer.lr": 0.1, "training.seed": 1, "model.width": 8,
                          "optimizer.momentum": points[0]["optimizer.momentum"]}
-    assert points == sweep.expand(spec)  # the recorded seed gives the same draws again
+    assert points == sweepspec.expand(spec)  # the recorded seed gives the same draws again
     assert all(0.5 <= p["optimizer.momentum"] <= 0.9 for p in points)
     spec["zip"]["model.width"] = [8]
-    with pytest.raises(sweep.pl.ProjectError, match="zip: every key needs a list, all of the same length"):
-        sweep.expand(spec)
-    assert sweep.point_id("s", 7, 12) == "s-0007" and sweep.point_id("s", 7, 12000) == "s-00007"
+    with pytest.raises(module("files").ProjectError, match="zip: every key needs a list, all of the same length"):
+        sweepspec.expand(spec)
+    assert sweepspec.point_id("s", 7, 12) == "s-0007" and sweepspec.point_id("s", 7, 12000) == "s-00007"
 
 
 def test_local_sweep_points_are_ordinary_experiments(bake):

@@ -1,14 +1,15 @@
-#!/usr/bin/env python3
-"""What a job records about itself, from scripts/job-lib.sh:
+# Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
+"""What a job records about itself, from expflow_runtime/job-lib.sh:
 
-    jobrecord.py start                 before the environment is set up
-    jobrecord.py environment           after it: packages, modules, GPUs
-    jobrecord.py finish CODE [SIGNAL]  from the EXIT trap
+    run.py job-record start                 before the environment is set up
+    run.py job-record environment           after it: packages, modules, GPUs
+    run.py job-record finish CODE [SIGNAL]  from the EXIT trap
+    run.py job-id                           the id the job records itself under
 
 Each writes EXP_DIR/runs/STAGE-JOB.json (temp file + rename); the package list
-goes beside it as STAGE-JOB.packages.txt. Standard library only, Python 3.6+,
-run as `python3 -I`. Everything it needs comes from EXPFLOW_* and SLURM_*
-variables, so the same code runs under SLURM and on the local backend.
+goes beside it as STAGE-JOB.packages.txt. Everything it needs comes from
+EXPFLOW_* and SLURM_* variables, so the same code runs under SLURM and on the
+local backend. Standard library only, Python 3.6+.
 """
 
 import os
@@ -17,10 +18,7 @@ import socket
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script dir out
-
-import projectlib as pl  # noqa: E402
-import slurmkit  # noqa: E402
+from . import files, slurmkit
 
 
 def parse_nvidia_smi(text):
@@ -68,12 +66,11 @@ def package_list(env):
 
 
 def record_path(env):
-    name = "{}-{}.json".format(env["EXPFLOW_STAGE"], env["EXPFLOW_JOB_ID"])
-    return os.path.join(env["EXPFLOW_EXP_DIR"], "runs", name)
+    return files.run_record_path(env["EXPFLOW_EXP_DIR"], env["EXPFLOW_STAGE"], env["EXPFLOW_JOB_ID"])
 
 
 def read_record(env):
-    record, _ = pl.read_json(record_path(env))
+    record, _ = files.read_json(record_path(env))
     if isinstance(record, dict):
         return record
     return {"stage": env["EXPFLOW_STAGE"], "job_id": env["EXPFLOW_JOB_ID"]}
@@ -84,13 +81,13 @@ def wait_for_dependency(env):
     Returns "" to go on, or why the dependency can never be satisfied."""
     path, pid = env.get("EXPFLOW_AFTER_RUN", ""), env.get("EXPFLOW_AFTER_PID", "")
     while path:
-        record, _ = pl.read_json(path)
-        state = (record or {}).get("state", "")
-        if state == "COMPLETED":
+        record, _ = files.read_json(path)
+        ended = (record or {}).get("state", "")
+        if ended == "COMPLETED":
             return ""
-        if state in slurmkit.FINAL_STATES:
-            return "dependency {} ended {}".format(os.path.basename(path), state)
-        if pid and not pl.pid_alive(int(pid)) and state != "RUNNING":
+        if ended in slurmkit.FINAL_STATES:
+            return "dependency {} ended {}".format(os.path.basename(path), ended)
+        if pid and not files.pid_alive(int(pid)) and ended != "RUNNING":
             return "dependency process {} ended without a record".format(pid)
         time.sleep(1)
     return ""
@@ -100,7 +97,7 @@ def start(env):
     blocked = wait_for_dependency(env)
     record = {
         "stage": env["EXPFLOW_STAGE"], "job_id": env["EXPFLOW_JOB_ID"], "state": "RUNNING",
-        "started": pl.now_iso(), "attempt": int(env.get("EXPFLOW_ATTEMPT") or 1),
+        "started": files.now_iso(), "attempt": int(env.get("EXPFLOW_ATTEMPT") or 1),
         "node": env.get("SLURMD_NODENAME") or socket.gethostname(), "host": socket.gethostname(),
         "nodelist": env.get("SLURM_JOB_NODELIST", ""), "pid": os.getppid(),
         "partition": env.get("SLURM_JOB_PARTITION", ""), "account": env.get("SLURM_JOB_ACCOUNT", ""),
@@ -109,11 +106,11 @@ def start(env):
         "allocated_gpus": allocated_gpus(env),
     }
     if blocked:
-        record.update(state="CANCELLED", ended=pl.now_iso(), reason=blocked)
-        pl.write_json_atomic(record_path(env), record)
+        record.update(state="CANCELLED", ended=files.now_iso(), reason=blocked)
+        files.write_json_atomic(record_path(env), record)
         print("expflow: not running: " + blocked, file=sys.stderr)
         return 1
-    pl.write_json_atomic(record_path(env), record)
+    files.write_json_atomic(record_path(env), record)
     return 0
 
 
@@ -132,7 +129,7 @@ def environment(env):
         conda_env=env.get("CONDA_DEFAULT_ENV", ""), virtualenv=env.get("VIRTUAL_ENV", ""),
         container=env.get("ENV_CONTAINER", ""), gpus=gpu_inventory(),
     )
-    pl.write_json_atomic(record_path(env), record)
+    files.write_json_atomic(record_path(env), record)
     return 0
 
 
@@ -141,25 +138,29 @@ def finish(env, code, killed_by):
     if record.get("state") in slurmkit.FINAL_STATES:
         return 0  # already final (a dependency that was never satisfied)
     state = "COMPLETED" if code == 0 else ("CANCELLED" if killed_by else "FAILED")
-    record.update(state=state, exit_code=code, ended=pl.now_iso())
+    record.update(state=state, exit_code=code, ended=files.now_iso())
     if killed_by:
         record["signal"] = killed_by
-    pl.write_json_atomic(record_path(env), record)
+    files.write_json_atomic(record_path(env), record)
     return 0
 
 
-def main(argv=None, env=None):
-    argv = sys.argv[1:] if argv is None else argv
-    env = os.environ if env is None else env
+USAGE = "usage: run.py job-record start | environment | finish CODE [SIGNAL]"
+
+
+def job_record(argv, env):
+    """run.py job-record ...: the job's own record, at its three moments."""
     if argv[:1] == ["start"]:
         return start(env)
     if argv[:1] == ["environment"]:
         return environment(env)
     if argv[:1] == ["finish"] and len(argv) in (2, 3):
         return finish(env, int(argv[1]), argv[2] if len(argv) == 3 else "")
-    print("usage: jobrecord.py start | environment | finish CODE [SIGNAL]", file=sys.stderr)
+    print(USAGE, file=sys.stderr)
     return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def job_id(argv, env):
+    """run.py job-id: the id this job records itself under (files.job_id_from_env)."""
+    print(files.job_id_from_env(env))
+    return 0

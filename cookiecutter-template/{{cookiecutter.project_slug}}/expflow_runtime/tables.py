@@ -1,10 +1,22 @@
+# Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
 """Tables for people: Markdown files and terminal output fitted to its width.
 
-Standard library only, Python 3.6+; used by harvest.py, compare.py and
-experiment.py.
+Standard library only, Python 3.6+; imports no other module of the runtime.
 """
 
+import json
 import shutil
+
+
+def format_value(value):
+    """A value as one cell of CSV or Markdown: floats keep 6 significant digits."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "{:.6g}".format(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)
+    return "" if value is None else str(value)
 
 
 def cell_text(value):

@@ -1,8 +1,8 @@
 """SLURM facts for expflow: run scheduler commands safely, parse their output.
 
-Standard library only, Python 3.6+. This one file serves both the generated
-project (scripts/experiment.py, scripts/harvest.py) and the expflow package,
-which imports it from its bundled template: one implementation of each parser.
+Standard library only, Python 3.6+, imports no other module of the runtime. This
+one file serves both the generated project and the expflow package, which loads
+it from its bundled template: one implementation of each parser.
 
 Every command is asked for machine-readable output (--noheader, --parsable2,
 explicit field lists) and the parsers are pure functions of that text, tested
@@ -10,6 +10,8 @@ on output recorded from a real cluster (tests/data/slurm/ in expflow).
 """
 
 import collections
+import os
+import pwd
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +48,11 @@ def run_command(argv, timeout=10.0):
     except OSError as exc:
         return CommandResult(argv, None, "", "", "{} could not run: {}".format(argv[0], exc.strerror))
     return CommandResult(argv, proc.returncode, proc.stdout, proc.stderr, "")
+
+
+def current_user():
+    """The user SLURM knows the caller as (squeue --user, the access cache)."""
+    return pwd.getpwuid(os.getuid()).pw_name
 
 
 def run_concurrently(commands, run=run_command, timeout=30.0):
@@ -414,33 +421,61 @@ def parse_squeue(text):
 
 # ----------------------------------------------------------------- values that reach sbatch
 
-_OPTION_PATTERNS = {
-    "partition": (r"^[A-Za-z0-9][A-Za-z0-9_.,-]*$", "a partition name such as l40s_public"),
-    "account": (r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", "an account name such as torch_pr_68_general"),
-    "gpu_type": (r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", "a GPU type such as h200"),
-    "qos": (r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", "a QOS name"),
-    "gpus": (r"^\d{1,3}$", "a whole number of GPUs per node, such as 1"),
-    "nodes": (r"^[1-9]\d{0,3}$", "a whole number of nodes, at least 1"),
-    "cpus": (r"^[1-9]\d{0,3}$", "a whole number of CPUs per task, at least 1"),
-    "mem": (r"^[1-9]\d*[KMGT]?$", "a memory size such as 16G or 8000M"),
-    "time": (r"^(\d+-)?\d+(:\d{2}){0,2}$", "a SLURM time such as 04:00:00 or 1-00:00:00"),
-    "constraint": (r"^[A-Za-z0-9_.&|\[\]*,:-]+$", "a node feature expression such as a100&ib"),
-    "mail_type": (r"^[A-Z_]+(,[A-Z_]+)*$", "mail types such as END,FAIL"),
-}
+# The one table of resource settings: every list of them (cookiecutter.json,
+# settings.env, sbatch options, validation, descriptions) derives from it or is
+# checked against it by a test. (setting, sbatch option or "" when it needs
+# more than a flag, the form it takes, its pattern)
+Resource = collections.namedtuple("Resource", "key option form pattern")
+RESOURCES = (
+    Resource("PARTITION", "--partition", "a partition name such as l40s_public", r"^[A-Za-z0-9][A-Za-z0-9_.,-]*$"),
+    Resource("ACCOUNT", "--account", "an account name such as torch_pr_68_general", r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
+    Resource("GPU_TYPE", "", "a GPU type such as h200", r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
+    Resource("GPUS", "", "a whole number of GPUs per node, such as 1", r"^\d{1,3}$"),
+    Resource("NODES", "--nodes", "a whole number of nodes, at least 1", r"^[1-9]\d{0,3}$"),
+    Resource("CPUS", "--cpus-per-task", "a whole number of CPUs per task, at least 1", r"^[1-9]\d{0,3}$"),
+    Resource("MEM", "--mem", "a memory size such as 16G or 8000M", r"^[1-9]\d*[KMGT]?$"),
+    Resource("TIME", "--time", "a SLURM time such as 04:00:00 or 1-00:00:00", r"^(\d+-)?\d+(:\d{2}){0,2}$"),
+    Resource("QOS", "--qos", "a QOS name", r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
+    Resource("CONSTRAINT", "--constraint", "a node feature expression such as a100&ib", r"^[A-Za-z0-9_.&|\[\]*,:-]+$"),
+    Resource("MAIL_TYPE", "--mail-type", "mail types such as END,FAIL", r"^[A-Z_]+(,[A-Z_]+)*$"),
+)
+RESOURCE_KEYS = tuple(resource.key for resource in RESOURCES)
+_BY_NAME = {resource.key.lower(): resource for resource in RESOURCES}
 
 
 def check_option(name, value):
     """Return value if it may go on an sbatch command line, else raise ValueError
-    naming the setting and the form it takes. Empty means "not set" and passes."""
+    naming the setting and the form it takes. Empty means "not set" and passes.
+    name is the setting in lower case (gpu_type), as resources dicts hold it."""
     value = str(value).strip()
-    pattern, form = _OPTION_PATTERNS[name]
-    if value and not re.match(pattern, value):
-        raise ValueError("{}={!r} is not {}".format(name.upper(), value, form))
+    resource = _BY_NAME[name]
+    if value and not re.match(resource.pattern, value):
+        raise ValueError("{}={!r} is not {}".format(resource.key, value, resource.form))
     return value
 
 
+def resource_options(resources):
+    """{partition: .., gpus: .., ...} (lower-case keys) -> sbatch options for the
+    values that are set; GPUs as one --gres."""
+    options = ["{}={}".format(r.option, resources[r.key.lower()]) for r in RESOURCES
+               if r.option and resources.get(r.key.lower())]
+    gres = gpu_request(resources.get("gpu_type", ""), resources.get("gpus", ""))
+    return options + (["--gres=" + gres] if gres else [])
+
+
+def describe_request(resources):
+    """"l40s_public, 1x l40s, 01:00:00": the partition, GPUs and time of a request."""
+    parts = [resources.get("partition") or "default partition"]
+    gres = gpu_request(resources.get("gpu_type", ""), resources.get("gpus", ""))
+    if gres:
+        parts.append("{}x {}".format(resources["gpus"], resources.get("gpu_type") or "gpu"))
+    if resources.get("time"):
+        parts.append(resources["time"])
+    return ", ".join(parts)
+
+
 # ----------------------------------------------------------------- resources: nodes, queue, test-only
-# Used by scripts/resources.py (make resources, make check) and expflow's resources/info.
+# Used by advice.py (make resources, make check, expflow resources and info).
 
 # One line per node and partition; each field ends with "|" (no width: no padding,
 # no truncation). Partition keeps sinfo's "*" on the default partition.

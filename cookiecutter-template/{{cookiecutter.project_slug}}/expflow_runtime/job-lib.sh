@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
 # Shared by scripts/train.sbatch and scripts/eval.sbatch: sourced, not run.
 #
 # run_stage STAGE EXP_DIR COMMAND...
@@ -7,8 +8,12 @@
 #   sets up the environment named in settings.env, then runs COMMAND.
 # The same functions run under SLURM and on the local backend (plain bash).
 
+expflow_runtime() {
+  python3 -I expflow_runtime/run.py "$@"
+}
+
 expflow_record() {
-  python3 -I scripts/jobrecord.py "$@"
+  expflow_runtime job-record "$@"
 }
 
 # `module` is a shell function that batch shells may not have: load it first.
@@ -95,10 +100,8 @@ run_stage() {
   EXPFLOW_STAGE="${stage}"
   EXPFLOW_EXP_DIR="$(cd "${exp_dir}" && pwd)"
   EXPFLOW_EXP_ID="${EXPFLOW_EXP_DIR##*/}"
-  EXPFLOW_JOB_ID="${SLURM_JOB_ID:-${EXPFLOW_LOCAL_JOB_ID:-local-$$}}"
-  if [[ -n "${SLURM_ARRAY_JOB_ID:-}" ]]; then  # a sweep's task: 44_3, as sacct names it
-    EXPFLOW_JOB_ID="${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
-  fi
+  export EXPFLOW_LOCAL_JOB_ID="${EXPFLOW_LOCAL_JOB_ID:-local-$$}"  # bash scripts/train.sbatch by hand
+  EXPFLOW_JOB_ID="$(expflow_runtime job-id)"  # SLURM's id as sacct names it (a sweep's task: 44_3)
   EXPFLOW_CONFIG="${EXPFLOW_EXP_DIR}/config.yaml"
   EXPFLOW_CONFIG_JSON="${EXPFLOW_EXP_DIR}/config.json"
   EXPFLOW_RESULTS="${EXPFLOW_EXP_DIR}/${stage}_results.json"

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+# Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
 """make report: results/report.html; make plot: PNG curves (with matplotlib).
 
 The report is one self-contained file (inline CSS, inline SVG, a small inline
@@ -9,15 +9,10 @@ path on a laptop after rsync. Standard library only, Python 3.6+.
 import html
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script dir out
+from . import comparison, files, harvest, state
 
-import compare  # noqa: E402
-import harvest  # noqa: E402
-import projectlib as pl  # noqa: E402
-
-ROOT = harvest.ROOT
+ROOT = files.ROOT
 MAX_CURVES = 100  # experiments with curves in one report; the best come first
 AXIS_KEYS = ("step", "epoch")
 
@@ -78,7 +73,7 @@ def curves_section(experiments, order):
             break
         experiment = experiments[exp_id]
         charts = []
-        for stage in harvest.STAGES:
+        for stage in state.STAGES:
             series = read_series(os.path.join(experiment["path"], "{}_metrics.jsonl".format(stage)))
             charts += [svg_curve(name if stage == "train" else stage + " " + name, points)
                        for name, points in sorted(series.items()) if points]
@@ -113,7 +108,7 @@ def best_section(experiments, rows, metric, mode):
         return "<p>Fewer than two experiments have the metric {} yet.</p>".format(html.escape(metric or "(none)"))
     ids = [row["id"] for row in top]
     parts = ["<p>The {} best by {} ({}).</p>".format(len(top), html.escape(metric), mode)]
-    for title, lines in compare.comparison([experiments[i] for i in ids], top):
+    for title, lines in comparison.comparison([experiments[i] for i in ids], top):
         parts.append("<h3>{}</h3>".format(html.escape(title)))
         parts.append(html_table(["key"] + ids, [[key] + cells for key, cells in lines]) if lines
                      else "<p>(no differences)</p>")
@@ -174,7 +169,7 @@ def render(env):
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         "<title>{}</title><style>{}</style></head><body>".format(html.escape(title), STYLE),
         "<h1>{}</h1><p>{} experiments, written {} by make report.</p>".format(
-            html.escape(title), len(found.table), html.escape(pl.now_iso())),
+            html.escape(title), len(found.table), html.escape(files.now_iso())),
         "<h2>Results</h2>", results_table(found),
         "<h2>Best runs</h2>", best_section(experiments, found.rows, metric, mode),
         "<h2>Learning curves</h2>", curves_section(experiments, order),
@@ -185,7 +180,7 @@ def render(env):
 def cmd_report(env):
     page = render(env)
     os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
-    harvest.write_text_atomic(os.path.join(ROOT, "results", "report.html"), page)
+    files.write_text_atomic(os.path.join(ROOT, "results", "report.html"), page)
     print("[OK] results/report.html ({} KB): open it in a browser".format(len(page) // 1024 + 1))
     return 0
 
@@ -195,23 +190,23 @@ def cmd_report(env):
 def cmd_plot(env):
     metric = env.get("METRIC", "")
     if not metric:
-        raise pl.ProjectError("name a metric: make plot METRIC=loss")
+        raise files.ProjectError("name a metric: make plot METRIC=loss")
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise pl.ProjectError("matplotlib is not importable here; make report draws the curves without it") from None
+        raise files.ProjectError("matplotlib is not importable here; make report draws the curves without it") from None
     figure, axes = plt.subplots(figsize=(8, 5))
     drawn = 0
-    for exp_id in pl.list_experiment_ids(ROOT):
-        for stage in harvest.STAGES:
-            points = read_series(os.path.join(pl.experiment_dir(ROOT, exp_id), stage + "_metrics.jsonl")).get(metric)
+    for exp_id in files.list_experiment_ids(ROOT):
+        for stage in state.STAGES:
+            points = read_series(os.path.join(files.experiment_dir(ROOT, exp_id), stage + "_metrics.jsonl")).get(metric)
             if points:
                 axes.plot([p[0] for p in points], [p[1] for p in points], label="{} {}".format(exp_id, stage))
                 drawn += 1
     if not drawn:
-        raise pl.ProjectError("no experiment has written metric {!r} to its metrics JSONL".format(metric))
+        raise files.ProjectError("no experiment has written metric {!r} to its metrics JSONL".format(metric))
     axes.set_xlabel("step")
     axes.set_ylabel(metric)
     axes.legend(fontsize="small")
@@ -220,11 +215,3 @@ def cmd_plot(env):
     figure.savefig(path, dpi=100)
     print("[OK] {} curves -> {}".format(drawn, os.path.relpath(path, ROOT)))
     return 0
-
-
-def main(argv=None, env=None):
-    return pl.run_command_table({"report": cmd_report, "plot": cmd_plot}, argv, env)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

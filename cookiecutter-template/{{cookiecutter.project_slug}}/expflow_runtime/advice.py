@@ -1,34 +1,23 @@
-#!/usr/bin/env python3
-"""make resources and make check: where can a job start now, and may it go there?
+# Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
+"""Where can a job start now, and may it go there? The resource advisor's view.
 
-Standard library only, Python 3.6+, run as `python3 -I`. expflow imports this
-very file (expflow resources, expflow info, expflow scaffold --check-access):
-one implementation for both.
+Standard library only, Python 3.6+. make resources and make check (resources.py)
+use it, and so does expflow (expflow resources, expflow info, expflow scaffold
+--check-access), which loads this very file: one implementation for both.
 
-make resources asks the scheduler twice in all: one sinfo (every node's GPUs in
-use, state, CPUs and memory) and one squeue (every queued job); the rest are
-pure functions of what they said. Which account may use which partition comes
-from .expflow/access.json, written by expflow scaffold and rewritten by
-REFRESH=1 (sbatch --test-only for each account and partition, at once).
-make check runs sbatch --test-only on the command line make train would
-submit: SLURM's own answer, and nothing is submitted.
+One sinfo (every node's GPUs in use, state, CPUs and memory) and one squeue
+(every queued job) are all it asks; the rest are pure functions of what they
+said. Which account may use which partition comes from .expflow/access.json,
+written by expflow scaffold and rewritten by REFRESH=1 (sbatch --test-only for
+each account and partition, at once).
 """
 
 import collections
 import json
 import os
-import pwd
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script dir out
+from . import files, slurmkit, tables
 
-import experiment  # noqa: E402
-import harvest  # noqa: E402
-import projectlib as pl  # noqa: E402
-import slurmkit  # noqa: E402
-import tables  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACCESS_FILE = os.path.join(".expflow", "access.json")
 ACCESS_TIME = "00:01:00"  # a minute: the access check must not be refused for its time limit
 RUNNING_STATES = ("RUNNING", "COMPLETING", "CONFIGURING")
@@ -40,11 +29,11 @@ def query_cluster(run=slurmkit.run_command, timeout=30.0):
     results = slurmkit.run_concurrently({"sinfo": slurmkit.SINFO_NODES_ARGV, "squeue": slurmkit.SQUEUE_ALL_ARGV},
                                run, timeout)
     if not results["sinfo"].ok:
-        raise pl.ProjectError("cannot list the nodes: {}".format(slurmkit.describe_failure(results["sinfo"])))
+        raise files.ProjectError("cannot list the nodes: {}".format(slurmkit.describe_failure(results["sinfo"])))
     try:
         nodes = slurmkit.parse_sinfo_nodes(results["sinfo"].stdout)
     except ValueError as exc:
-        raise pl.ProjectError("could not read sinfo's answer ({})".format(exc)) from None
+        raise files.ProjectError("could not read sinfo's answer ({})".format(exc)) from None
     if results["squeue"].ok:
         return nodes, slurmkit.parse_squeue_all(results["squeue"].stdout), []
     failure = slurmkit.describe_failure(results["squeue"])
@@ -223,9 +212,9 @@ def test_only_argv(resources):
     """sbatch --test-only for a request outside any experiment (scaffold, the access
     table): the options a submission would carry, and a trivial script. Resources
     left out of the dict are not passed."""
-    values = dict.fromkeys((key.lower() for key in pl.RESOURCE_KEYS), "")
+    values = dict.fromkeys((key.lower() for key in slurmkit.RESOURCE_KEYS), "")
     values.update(resources)
-    return ["sbatch", "--test-only", "--job-name=expflow-check"] + experiment.resource_options(values) + ["--wrap=true"]
+    return ["sbatch", "--test-only", "--job-name=expflow-check"] + slurmkit.resource_options(values) + ["--wrap=true"]
 
 
 def check_outcome(result):
@@ -256,7 +245,7 @@ def access_record(user, accounts, partitions, results):
             else:
                 entry["refused" if result.returncode is not None else "unchecked"][partition] = outcome["reason"]
         entries.append(entry)
-    return {"user": user, "checked": pl.now_iso(), "accounts": entries}
+    return {"user": user, "checked": files.now_iso(), "accounts": entries}
 
 
 def probe_access(user, accounts, partitions, run=slurmkit.run_command, timeout=10.0):
@@ -282,7 +271,7 @@ def accounts_for(access, partition):
 
 def read_access(root, user):
     """The project's access cache, when it was written for this user."""
-    data, _problem = pl.read_json(os.path.join(root, ACCESS_FILE))
+    data, _problem = files.read_json(os.path.join(root, ACCESS_FILE))
     if isinstance(data, dict) and data.get("user") == user and isinstance(data.get("accounts"), list):
         return data
     return None
@@ -290,7 +279,7 @@ def read_access(root, user):
 
 def write_access(root, access):
     os.makedirs(os.path.join(root, os.path.dirname(ACCESS_FILE)), exist_ok=True)
-    pl.write_json_atomic(os.path.join(root, ACCESS_FILE), access)
+    files.write_json_atomic(os.path.join(root, ACCESS_FILE), access)
 
 
 # ----------------------------------------------------------------- output
@@ -357,89 +346,3 @@ def render_json(report):
     return json.dumps(report, indent=2) + "\n"
 
 
-# ----------------------------------------------------------------- make resources, make check
-
-def current_user():
-    return pwd.getpwuid(os.getuid()).pw_name
-
-
-def command_timeout(env):
-    return float(env.get("EXPFLOW_SLURM_TIMEOUT") or 30)
-
-
-def effective_resources(env):
-    """(exp_id, exp_path, resources) as make train would use them: the project's
-    settings.env < EXP's own settings.env < the command line. No EXP: the project's."""
-    settings = pl.read_settings(ROOT)
-    exp_id = env.get("EXP", "")
-    if not exp_id:
-        return "", "", experiment.resolve_resources(settings, {}, env)
-    exp_path = pl.experiment_dir(ROOT, exp_id)
-    return exp_id, exp_path, experiment.resolve_resources(settings, pl.read_settings(exp_path, missing_ok=True), env)
-
-
-def refresh_access(user, nodes, timeout):
-    """Check every account of the user (sacctmgr) on every partition sinfo listed."""
-    result = slurmkit.run_command(slurmkit.sacctmgr_assoc_argv(user), timeout=timeout)
-    accounts = slurmkit.parse_sacctmgr_accounts(result.stdout) if result.ok else []
-    partitions = list(collections.OrderedDict.fromkeys(node.partition for node in nodes))
-    return probe_access(user, accounts, partitions)
-
-
-def cmd_resources(env):
-    user, timeout = current_user(), command_timeout(env)
-    _, _, resources = effective_resources(env)  # PARTITION and GPU_TYPE are checked here
-    nodes, jobs, warnings = query_cluster(timeout=timeout)
-    access = read_access(ROOT, user)
-    if experiment.flag(env, "REFRESH"):
-        access = refresh_access(user, nodes, timeout)
-        try:
-            write_access(ROOT, access)
-        except OSError as exc:
-            raise pl.ProjectError("cannot write {}: {}".format(ACCESS_FILE, exc.strerror)) from None
-    # Only a PARTITION or GPU_TYPE given on the command line narrows the table: the
-    # project's own settings are the request, not a filter.
-    request = make_request(resources, env.get("PARTITION", ""))
-    report = build_report(nodes, jobs, user, request, access, env.get("GPU_TYPE", ""), warnings)
-    for warning in warnings:
-        harvest.warn(warning)
-    if experiment.flag(env, "JSON"):
-        sys.stdout.write(render_json(report))
-    else:
-        sys.stdout.write(render_text(report, tables.terminal_width(env), " (make resources REFRESH=1)"))
-    return 0
-
-
-def check_argv(exp_id, exp_path, resources):
-    """make train's own sbatch command line, with --test-only."""
-    argv = experiment.sbatch_argv("train", exp_id, exp_path, resources, None, {})
-    return argv[:1] + ["--test-only"] + argv[1:]
-
-
-def cmd_check(env):
-    exp_id, exp_path, resources = effective_resources(env)
-    what = "experiment " + exp_id if exp_id else "the project's settings"
-    backend, why = experiment.resolve_backend(pl.read_settings(ROOT), env)
-    if backend != "slurm":
-        print("[OK] nothing to check for {}: jobs run on this machine ({})".format(what, why))
-        return 0
-    argv = check_argv(exp_id or "check", exp_path or pl.experiment_dir(ROOT, "check"), resources)
-    outcome = check_outcome(slurmkit.run_command(argv, timeout=command_timeout(env)))
-    described = experiment.describe_resources(resources, backend)
-    described += ", account " + resources["account"] if resources["account"] else ", your default account"
-    if not outcome["ok"]:
-        raise pl.ProjectError("SLURM would refuse {} ({}): {}".format(what, described, outcome["reason"]))
-    print("[OK] SLURM accepts {} ({}): it would start at {} on {}; nothing was submitted".format(
-        what, described, outcome["start"] or "a time it did not say", outcome["nodes"] or "a node it did not say"))
-    return 0
-
-
-COMMANDS = {"show": cmd_resources, "check": cmd_check}
-
-
-def main(argv=None, env=None):
-    return pl.run_command_table(COMMANDS, argv, env)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

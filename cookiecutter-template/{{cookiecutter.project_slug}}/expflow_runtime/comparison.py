@@ -1,0 +1,70 @@
+# Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
+"""Experiments side by side, differences only: the config keys that differ, the
+metrics, and what differs in how they ran (GPU type, node, partition, commit,
+dirty tree, Python, and the package versions that differ between their
+environment snapshots). make compare prints it, make report shows it in HTML.
+
+Standard library only, Python 3.6+.
+"""
+
+import os
+
+from . import files, tables
+
+
+def train_record(experiment):
+    job = files.latest_job(experiment["metadata"], "train")
+    if job is None:
+        return None, {}
+    return job, experiment["records"].get(("train", str(job["job_id"]))) or {}
+
+
+def packages(experiment):
+    """{name: version} from the training job's package list (pip freeze or conda)."""
+    _, record = train_record(experiment)
+    listing = (record.get("packages") or {}).get("file")
+    found = {}
+    if not listing:
+        return found
+    try:
+        with open(os.path.join(experiment["path"], listing)) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        if line and not line.startswith("#"):
+            name, _, version = line.replace("==", "=").partition("=")
+            found[name.strip().lower()] = version.split("=")[0].strip() or line
+    return found
+
+
+def how_it_ran(experiment, row):
+    job, record = train_record(experiment)
+    git = (job or {}).get("git") or {}
+    return {
+        "gpu_type": row.get("gpu_type", ""), "gpus": row.get("gpus", ""), "node": row.get("node", ""),
+        "partition": row.get("partition", ""), "commit": (git.get("commit") or "")[:8],
+        "dirty": tables.format_value(git.get("dirty", "")), "python": record.get("python", ""),
+    }
+
+
+def differing(values_by_exp, only_differences=True):
+    """[(key, [value per experiment])] for keys whose values differ."""
+    keys = sorted({key for values in values_by_exp for key in values})
+    rows = []
+    for key in keys:
+        cells = [tables.format_value(values.get(key, "")) for values in values_by_exp]
+        if not only_differences or len(set(cells)) > 1:
+            rows.append((key, cells))
+    return rows
+
+
+def comparison(experiments, rows):
+    """[(section title, [(key, [value per experiment])])]."""
+    ran = [how_it_ran(exp, row) for exp, row in zip(experiments, rows)]
+    package_rows = [("package " + key, cells) for key, cells in differing([packages(exp) for exp in experiments])]
+    return [
+        ("config (keys that differ)", differing([row["params"] for row in rows])),
+        ("metrics", differing([row["metrics"] for row in rows], only_differences=False)),
+        ("how they ran (what differs)", differing(ran) + package_rows),
+    ]

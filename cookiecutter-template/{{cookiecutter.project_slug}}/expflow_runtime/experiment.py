@@ -1,0 +1,287 @@
+# Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
+"""make new, train, eval, resume, cancel, archive, list, logs and tail: one
+experiment at a time (sweep.py does the same for a sweep's points).
+
+Standard library only, Python 3.6+. Values come from the environment, which is
+where make puts command-line variables (make train EXP=001 GPUS=2), so no
+user-supplied string ever passes through a shell.
+"""
+
+import os
+import socket
+import sys
+
+from . import configs, files, slurmkit, state, submit, tables
+
+ROOT = files.ROOT
+STAGES = files.STAGES
+
+
+# ----------------------------------------------------------------- creating
+
+def config_source(env):
+    """(path, parent id or ""): FROM names an experiment or a config file."""
+    source = env.get("FROM", "") or files.DEFAULT_CONFIG
+    if files.ID_PATTERN.match(source) and os.path.isdir(os.path.join(files.experiments_dir(ROOT), source)):
+        return os.path.join(files.experiments_dir(ROOT), source, "config.yaml"), source
+    path = os.path.join(ROOT, source)
+    if not os.path.isfile(path):
+        raise files.ProjectError("FROM={}: no such experiment or config file".format(source))
+    return path, ""
+
+
+def create_experiment(exp_id, env, settings):
+    """Make experiments/<exp_id> from FROM (or the default config), SET and the
+    resource variables on the command line; never touches an existing one."""
+    source, parent = config_source(env)
+    config = configs.load_yaml(source)
+    if not isinstance(config, dict):
+        raise files.ProjectError("config {} must be a mapping of keys to values".format(source))
+    overrides = env.get("SET", "")
+    if overrides:
+        config = configs.apply_overrides(config, overrides, allow_new=files.flag(env, "SET_NEW"))
+        text = "# {} with SET={}\n{}".format(os.path.relpath(source, ROOT), overrides, configs.dump_yaml_subset(config))
+    else:
+        with open(source) as handle:
+            text = handle.read()  # the file itself, comments included
+    own_resources = {key: env[key] for key in slurmkit.RESOURCE_KEYS if key in env}
+    submit.write_experiment(exp_id, config, text, settings, own_resources, {
+        "description": env.get("DESC", ""), "config_source": os.path.relpath(source, ROOT), "parent": parent,
+        "overrides": overrides,
+    })
+    print("[OK] created experiment {} from {}{}".format(
+        exp_id, os.path.relpath(source, ROOT), " with SET=" + overrides if overrides else ""))
+
+
+def cmd_new(env):
+    create_experiment(files.check_experiment_id(env.get("EXP", "")), env, files.read_settings(ROOT))
+    return 0
+
+
+# ----------------------------------------------------------------- reproducibility records
+
+def gpu_type_change(exp_id, metadata, stage, resources):
+    """(reference gpu type, where it ran) that this submission would change, or None:
+    eval and resume compare with the experiment's own training, the first training
+    of a clone with its parent's."""
+    reference, where = files.latest_job(metadata, "train"), "its training"  # "... ran on l40s"
+    if reference is None and metadata.get("parent"):
+        parent = files.experiment_dir(ROOT, metadata["parent"])
+        parent_meta, _ = files.read_json(os.path.join(parent, "metadata.json"))
+        reference, where = files.latest_job(parent_meta or {}, "train"), "its parent {}".format(metadata["parent"])
+    if reference is None or reference.get("backend") != "slurm":
+        return None
+    before = reference.get("resources", {}).get("gpu_type", "")
+    if before and before != resources["gpu_type"]:
+        return {"from": before, "to": resources["gpu_type"] or "no GPU", "reference": where}
+    return None
+
+
+# ----------------------------------------------------------------- submitting
+
+def eval_dependency(exp_path, metadata, exp_id):
+    """The train job that eval must wait for, or None when train completed."""
+    train = files.latest_job(metadata, "train")
+    if train is None:
+        raise files.ProjectError("experiment {} has no train job yet: run make train EXP={} first".format(
+            exp_id, exp_id))
+    record, _ = files.read_json(files.run_record_path(exp_path, "train", train["job_id"]))
+    ended = (record or {}).get("state", "")
+    if ended == "COMPLETED":
+        return None
+    if ended in slurmkit.FINAL_STATES:
+        raise files.ProjectError("train job {} of {} ended {} (exit {}): eval not submitted".format(
+            train["job_id"], exp_id, ended, record.get("exit_code")))
+    return train
+
+
+def submit_stage(exp_id, stage, env, settings, attempt=1):
+    """Submit one stage of an existing experiment and record it in its metadata."""
+    exp_path = files.experiment_dir(ROOT, exp_id)
+    metadata = files.read_metadata(exp_path)
+    resources = submit.resolve_resources(settings, files.read_settings(exp_path, missing_ok=True), env)
+    backend, why = submit.resolve_backend(settings, env)
+    after = eval_dependency(exp_path, metadata, exp_id) if stage == "eval" else None
+    job_env = submit.job_environment(attempt)
+    job = {"stage": stage, "backend": backend, "submitted": files.now_iso(), "resources": resources,
+           "attempt": attempt}
+    change = gpu_type_change(exp_id, metadata, stage, resources) if backend == "slurm" else None
+    if backend == "slurm":
+        if after and after.get("backend") != "slurm":
+            raise files.ProjectError(
+                "train of {} still runs on the local backend; submit eval when it ends".format(exp_id))
+        argv = submit.sbatch_argv(stage, exp_id, exp_path, resources, after and after["job_id"], job_env)
+        if files.flag(env, "DRY_RUN"):
+            return submit.print_dry_run(argv, stage)
+        submit.snapshot_config_json(exp_path)
+        job["job_id"] = submit.submit_slurm(argv)
+        job["sbatch"] = argv
+        if after:
+            job["after"] = after["job_id"]
+    else:
+        if files.flag(env, "DRY_RUN"):
+            return submit.print_dry_run(["bash", submit.stage_script(stage), exp_path], stage)
+        submit.snapshot_config_json(exp_path)
+        job["job_id"], job["pid"] = submit.start_local(stage, exp_path, after, job_env)
+        job["host"] = socket.gethostname()
+    job["log"] = files.log_name(stage, job["job_id"])
+    job["git"] = submit.git_snapshot(exp_path, "{}-{}".format(stage, job["job_id"]))
+    if change:
+        job["gpu_type_change"] = change
+    files.record_job(exp_path, job)
+    report_submission(exp_id, job, why, after, change)
+    return 0
+
+
+def report_submission(exp_id, job, why, after, change):
+    waiting = " after train job {}".format(after["job_id"]) if after else ""
+    print("[OK] submitted {} job {} for {} ({}; {}){}".format(
+        job["stage"], job["job_id"], exp_id, why, submit.describe(job["resources"], job["backend"]), waiting))
+    if job["git"].get("dirty"):
+        print("WARNING: submitted from a dirty git tree; the diff is saved in experiments/{}/{}".format(
+            exp_id, job["git"].get("patch", "(no commit yet)")), file=sys.stderr)
+    if change:
+        print("WARNING: {} job {} of {} runs on {}, {} ran on {}: results may differ across GPU types".format(
+            job["stage"], job["job_id"], exp_id, change["to"], change["reference"], change["from"]), file=sys.stderr)
+
+
+def cmd_train(env):
+    return submit_new_stage(env, "train")
+
+
+def cmd_eval(env):
+    return submit_new_stage(env, "eval")
+
+
+def submit_new_stage(env, stage):
+    """make train / make eval: the stage's first job (RESUBMIT=1: another one)."""
+    exp_id = files.check_experiment_id(env.get("EXP", ""))
+    settings = files.read_settings(ROOT)
+    if not os.path.isdir(files.experiment_dir(ROOT, exp_id)):
+        if stage != "train":
+            raise files.ProjectError("no experiment {}: run make train EXP={} first".format(exp_id, exp_id))
+        if files.flag(env, "DRY_RUN"):
+            raise files.ProjectError("DRY_RUN needs an existing experiment: make new EXP={} first".format(exp_id))
+        create_experiment(exp_id, env, settings)
+    previous = files.latest_job(files.read_metadata(files.experiment_dir(ROOT, exp_id)), stage)
+    if previous and not files.flag(env, "RESUBMIT"):
+        raise files.ProjectError("experiment {} already has a {} job ({}); add RESUBMIT=1 to submit another".format(
+            exp_id, stage, previous["job_id"]))
+    return submit_stage(exp_id, stage, env, settings)
+
+
+# ----------------------------------------------------------------- state of an experiment
+
+def current_jobs(exp_id, settings, env):
+    """{stage: merged job} for the newest job of each stage (one scheduler call)."""
+    experiment = state.load_experiment(ROOT, exp_id)
+    return {stage: job for _, stage, job in state.job_table([experiment], settings, env)}
+
+
+def existing(env):
+    exp_id = files.check_experiment_id(env.get("EXP", ""))
+    if not os.path.isdir(files.experiment_dir(ROOT, exp_id)):
+        raise files.ProjectError("no experiment {}".format(exp_id))
+    return exp_id
+
+
+def cmd_resume(env):
+    """Resubmit a failed, cancelled or timed-out training in place: same directory,
+    same checkpoints, attempt n+1; the job sees EXPFLOW_RESUME=1."""
+    exp_id = existing(env)
+    settings = files.read_settings(ROOT)
+    train = current_jobs(exp_id, settings, env).get("train")
+    if train is None:
+        raise files.ProjectError("experiment {} was never trained: make train EXP={}".format(exp_id, exp_id))
+    if train["state"] not in state.RESUMABLE:
+        raise files.ProjectError("train job {} of {} is {}: only {} can be resumed".format(
+            train["job_id"], exp_id, train["state"], ", ".join(state.RESUMABLE)))
+    attempt = files.latest_job(files.read_metadata(files.experiment_dir(ROOT, exp_id)), "train").get("attempt", 1) + 1
+    return submit_stage(exp_id, "train", env, settings, attempt=attempt)
+
+
+def cmd_cancel(env):
+    exp_id = existing(env)
+    exp_path = files.experiment_dir(ROOT, exp_id)
+    metadata = files.read_metadata(exp_path)
+    records = files.run_records(exp_path)
+    live = [job for job in (files.latest_job(metadata, s) for s in STAGES)
+            if job and records.get((job["stage"], str(job["job_id"])), {}).get("state") not in slurmkit.FINAL_STATES]
+    if not live:
+        print("experiment {} has no job left to cancel".format(exp_id))
+        return 0
+    submit.cancel_jobs(live)
+    print("[OK] cancel requested for {}: {}".format(exp_id, ", ".join(
+        "{} job {}".format(job["stage"], job["job_id"]) for job in live)))
+    return 0
+
+
+def cmd_archive(env):
+    """Move an experiment out of the active set, into archive/; never deletes."""
+    exp_id = existing(env)
+    live = [j for j in current_jobs(exp_id, files.read_settings(ROOT), env).values()
+            if j["state"] not in slurmkit.FINAL_STATES and j["state"] not in ("UNKNOWN", "LOST")]
+    if live:
+        raise files.ProjectError("experiment {} still has {} job {}: make cancel EXP={} first".format(
+            exp_id, live[0]["state"], live[0]["job_id"], exp_id))
+    target = os.path.join(ROOT, "archive", exp_id)
+    if os.path.lexists(target):
+        raise files.ProjectError("archive/{} already exists; nothing moved".format(exp_id))
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.rename(files.experiment_dir(ROOT, exp_id), target)
+    print("[OK] archived {} -> archive/{}".format(exp_id, exp_id))
+    return 0
+
+
+def cmd_list(env):
+    """Ids with the state of their newest job and their description."""
+    settings = files.read_settings(ROOT)
+    experiments = state.load_all(ROOT, settings)
+    latest = {}
+    for exp, _stage, job in state.job_table(experiments, settings, env):
+        latest[exp["id"]] = job["state"]  # eval follows train in job_table's order
+    wanted = env.get("STATE", "").upper()
+    rows = [[exp["id"], latest.get(exp["id"], "NEW"), exp["metadata"].get("description", "")] for exp in experiments]
+    rows = [row for row in rows if not wanted or row[1] == wanted]
+    sys.stdout.write(tables.plain_table(["EXP", "STATE", "DESCRIPTION"], rows, tables.terminal_width(env)))
+    return 0
+
+
+# ----------------------------------------------------------------- logs
+
+def log_path(env):
+    exp_id = existing(env)
+    stage = env.get("STAGE") or "train"
+    if stage not in STAGES:
+        raise files.ProjectError("STAGE={!r} is not one of {}".format(stage, ", ".join(STAGES)))
+    exp_path = files.experiment_dir(ROOT, exp_id)
+    job = files.latest_job(files.read_metadata(exp_path), stage)
+    if job is None:
+        raise files.ProjectError("experiment {} has no {} job".format(exp_id, stage))
+    return os.path.join(exp_path, job["log"]), job
+
+
+def line_count(env):
+    text = env.get("N") or "100"
+    if not text.isdigit():
+        raise files.ProjectError("N={!r} is not a number of lines".format(text))
+    return int(text)
+
+
+def cmd_logs(env):
+    path, job = log_path(env)
+    lines = line_count(env)
+    if not os.path.exists(path):
+        print("{} job {} has not written its log yet ({})".format(job["stage"], job["job_id"], path))
+        return 0
+    with open(path, errors="replace") as handle:
+        sys.stdout.writelines(handle.readlines()[-lines:] if lines else [])
+    return 0
+
+
+def cmd_tail(env):
+    path, _ = log_path(env)
+    sys.stdout.flush()
+    os.execvp("tail", ["tail", "-n", str(line_count(env)), "-F", path])
+
+

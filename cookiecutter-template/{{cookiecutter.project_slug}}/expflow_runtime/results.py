@@ -1,0 +1,69 @@
+# Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
+"""make status, results and best: one table of every experiment.
+
+Standard library only, Python 3.6+.
+"""
+
+import sys
+
+from . import files, harvest, state, sweepspec, tables
+
+# ----------------------------------------------------------------- status
+
+STATUS_HEADER = ["EXP", "STAGE", "JOB", "STATE", "EXIT", "PARTITION", "GPU", "ELAPSED", "NODE", "REASON"]
+
+
+def cmd_status(env):
+    settings = files.read_settings(files.ROOT)
+    experiments = state.load_all(files.ROOT, settings)
+    if env.get("SWEEP"):
+        name = sweepspec.sweep_name(env["SWEEP"])  # a sweep, or its file (whose name: may differ)
+        experiments = [exp for exp in experiments if exp["metadata"].get("sweep") == name]
+    if not experiments:
+        print("no experiments yet: make train EXP=001" if not env.get("SWEEP") else "no sweep " + env["SWEEP"])
+        return 0
+    rows, submitted = [], set()
+    for exp, stage, job in state.job_table(experiments, settings, env):
+        submitted.add(exp["id"])
+        gpu = "{}x {}".format(job["gpus"], job["gpu_type"] or "gpu") if str(job["gpus"]) not in ("", "0") else ""
+        rows.append([exp["id"], stage, job["job_id"], job["state"], job["exit_code"], job["partition"],
+                     gpu, job["elapsed"], job["node"], job["reason"]])
+    rows += [[exp["id"], "", "", "NEW", "", "", "", "", "", ""] for exp in experiments if exp["id"] not in submitted]
+    rows.sort(key=lambda row: (row[0], row[1]))
+    sys.stdout.write(tables.plain_table(STATUS_HEADER, rows, tables.terminal_width(env)))
+    return 0
+
+
+def cmd_results(env):
+    header, table, natives, rows = harvest.harvest(env)[:4]
+    harvest.write_results(header, table, natives)
+    order = harvest.terminal_order(header, rows)
+    positions = [header.index(column) for column in order]
+    shown = [[row[i] for i in positions] for row in table]
+    sys.stdout.write(tables.fitted_markdown(order, shown, tables.terminal_width(env)))
+    print("[OK] {} experiments -> results/results.csv, results/results.md, results/results.json".format(len(table)))
+    return 0
+
+
+def cmd_best(env):
+    found = harvest.harvest(env)
+    metric, mode = harvest.primary_metric(env, found.settings)
+    count = env.get("N") or "5"
+    if not metric:
+        raise files.ProjectError("name a metric: make best METRIC=val_acc (or set PRIMARY_METRIC in settings.env)")
+    if not count.isdigit():
+        raise files.ProjectError("N={!r} is not a number".format(count))
+    top = harvest.best_rows(found.rows, metric, mode, int(count))
+    if not top:
+        print("no experiment has metric {!r} yet".format(metric))
+        return 0
+    params = harvest.differing_params(top)
+    header = ["rank", "id", metric, "state", "gpu_type"] + params
+    table = [[rank, row["id"], tables.format_value(row["metrics"][metric]), row.get("state", ""),
+              row.get("gpu_type", "")] + [tables.format_value(row["params"].get(p)) for p in params]
+             for rank, row in enumerate(top, 1)]
+    print("best {} by {} ({}):".format(len(top), metric, mode))
+    sys.stdout.write(tables.plain_table(header, table, tables.terminal_width(env)))
+    return 0
+
+

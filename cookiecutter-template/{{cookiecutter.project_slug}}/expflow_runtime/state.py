@@ -1,0 +1,258 @@
+# Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
+"""One experiment's state: its files merged with ONE scheduler answer.
+
+Reads each experiment's metadata, the records its jobs wrote, its config and
+metrics, and asks the scheduler once per call about the jobs whose outcome the
+files do not settle (sacct, or squeue when accounting is off).
+
+Metrics of a stage come from, later winning: the patterns METRIC_PATTERN* of
+settings.env applied to the job's log (last match wins), then the stage's
+results JSON, or, when there is none yet, the last line of its metrics JSONL.
+
+Standard library only, Python 3.6+.
+"""
+
+import json
+import os
+import re
+from datetime import datetime
+
+from . import configs, files, slurmkit
+
+STAGES = files.STAGES
+# what make resume and sweep-retry take up again
+RESUMABLE = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "LOST")
+
+
+# ----------------------------------------------------------------- reading experiments
+
+def metric_patterns(settings):
+    """The METRIC_PATTERN* settings, compiled; each needs named groups."""
+    patterns = []
+    for key in sorted(k for k in settings if k.startswith("METRIC_PATTERN") and settings[k]):
+        try:
+            pattern = re.compile(settings[key])
+        except re.error as exc:
+            raise files.ProjectError("{}: not a regular expression: {}".format(key, exc)) from None
+        if not pattern.groupindex:
+            raise files.ProjectError("{}: name the metric with a group, e.g. (?P<val_acc>[0-9.]+)".format(key))
+        patterns.append(pattern)
+    return patterns
+
+
+def number_or_text(text):
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        return text
+
+
+def log_metrics(path, patterns):
+    """Metrics a job printed, by the settings' patterns; the last match wins."""
+    found = {}
+    try:
+        with open(path, errors="replace") as handle:
+            for line in handle:
+                for pattern in patterns:
+                    for match in pattern.finditer(line):
+                        found.update((k, number_or_text(v)) for k, v in match.groupdict().items() if v is not None)
+    except OSError:
+        pass
+    return found
+
+
+def last_json_line(path, chunk=65536):
+    """The last complete JSON object of a JSONL file (a running job may be
+    writing the final line), read from the end of the file; {} when none."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - chunk))
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return {}
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            return record
+    return {}
+
+
+def stage_metrics(path, present, metadata, stage, patterns, problems):
+    """A stage's metrics; present is the set of file names in the experiment, so
+    that files a stage has not written are not even tried (10,000s of them)."""
+    metrics = {}
+    job = files.latest_job(metadata, stage)
+    if patterns and job and job.get("log"):
+        metrics.update(log_metrics(os.path.join(path, job["log"]), patterns))
+    name, series = "{}_results.json".format(stage), "{}_metrics.jsonl".format(stage)
+    results, problem = files.read_json(os.path.join(path, name)) if name in present else (None, "")
+    if problem:
+        problems.append(problem)
+    elif results is not None and not isinstance(results, dict):
+        problems.append("{}: not a JSON object".format(name))
+    elif results is not None:
+        metrics.update(results)
+    elif series in present:
+        metrics.update(last_json_line(os.path.join(path, series)))
+    return metrics
+
+
+def load_experiment(root, exp_id, patterns=()):
+    """One experiment's files -> dict; problems are collected, never raised."""
+    path = files.experiment_dir(root, exp_id)
+    metadata, problem = files.read_json(os.path.join(path, "metadata.json"))
+    problems = [problem] if problem else []
+    if not isinstance(metadata, dict):
+        metadata = {"jobs": []}
+    config, problem = files.read_json(os.path.join(path, "config.json"))
+    problems += [problem] if problem else []
+    try:
+        present = set(os.listdir(path))
+    except OSError:
+        present = set()
+    metrics = {}
+    for stage in STAGES:
+        metrics.update(stage_metrics(path, present, metadata, stage, patterns, problems))
+    return {
+        "id": exp_id, "path": path, "metadata": metadata, "records": files.run_records(path),
+        "config": configs.flatten(config) if isinstance(config, dict) else {},
+        "metrics": configs.flatten(metrics), "problems": problems,
+    }
+
+
+def load_all(root, settings):
+    patterns = metric_patterns(settings)
+    return [load_experiment(root, exp_id, patterns) for exp_id in files.list_experiment_ids(root)]
+
+
+def latest_jobs(experiment):
+    """[(stage, job, record)] for the newest job of each stage."""
+    found = []
+    for stage in STAGES:
+        job = files.latest_job(experiment["metadata"], stage)
+        if job:
+            found.append((stage, job, experiment["records"].get((stage, str(job["job_id"])))))
+    return found
+
+
+# ----------------------------------------------------------------- asking the scheduler once
+
+def needs_scheduler(job, record):
+    """Files settle COMPLETED and FAILED; a cancelled record may really be a TIMEOUT."""
+    if job.get("backend") != "slurm":
+        return False
+    return not record or record.get("state") not in ("COMPLETED", "FAILED")
+
+
+def scheduler_view(job_ids, settings, env):
+    """{job_id: slurmkit.JobInfo} from one sacct call (squeue when accounting is off
+    or sacct fails); {} and a warning when the scheduler cannot be asked."""
+    if not job_ids:
+        return {}
+    user = slurmkit.current_user()
+    timeout = float(env.get("EXPFLOW_SLURM_TIMEOUT") or 30)
+    if settings.get("SLURM_ACCOUNTING", "1") != "0":
+        result = slurmkit.run_command(slurmkit.sacct_argv(job_ids), timeout=timeout)
+        if result.ok:
+            return slurmkit.parse_sacct(result.stdout)
+        files.warn("sacct did not answer ({}); asking squeue".format(slurmkit.describe_failure(result)))
+    result = slurmkit.run_command(slurmkit.squeue_argv(user), timeout=timeout)
+    if result.ok:
+        return slurmkit.parse_squeue(result.stdout)
+    files.warn("squeue did not answer ({}); states come from the jobs' own records".format(
+        slurmkit.describe_failure(result)))
+    return {}
+
+
+# ----------------------------------------------------------------- one job's state
+
+def merged_job(job, record, info):
+    """What we know of one job: scheduler final states win (TIMEOUT, NODE_FAIL),
+    then the job's own final record, then the scheduler's live state."""
+    record = record or {}
+    state = record.get("state", "")
+    if info and (info.state in slurmkit.FINAL_STATES or state not in slurmkit.FINAL_STATES):
+        state = info.state
+    if not state:
+        state = fallback_state(job)
+    elif state == "RUNNING" and not info and job.get("backend") == "slurm":
+        state = "UNKNOWN"  # not known to the scheduler, and the job never wrote its end
+    elif state == "RUNNING" and job.get("backend") == "local" and not local_alive(job):
+        state = "LOST"
+    exit_code = record.get("exit_code")
+    if exit_code is None and info and info.state in slurmkit.FINAL_STATES:
+        exit_code = info.exit_code
+    resources, allocated = job.get("resources", {}), record.get("allocated_gpus") or {}
+    return {
+        "job_id": str(job["job_id"]), "state": state, "exit_code": "" if exit_code is None else exit_code,
+        "partition": (info and info.partition) or record.get("partition") or resources.get("partition", ""),
+        "account": (info and info.account) or record.get("account") or resources.get("account", ""),
+        "gpu_type": (info and info.gpu_type) or allocated.get("type") or resources.get("gpu_type", ""),
+        "gpus": (info and info.gpus) or allocated.get("count") or resources.get("gpus", ""),
+        "node": (info and info.node) or record.get("node", ""),
+        "elapsed": elapsed(record, info),
+        "submitted": job.get("submitted", ""), "started": record.get("started", ""),
+        "ended": record.get("ended", ""), "reason": reason(job, record, info, state),
+    }
+
+
+def reason(job, record, info, state):
+    """Why a job waits or ended so. sacct fills in a pending job's reason only once
+    the scheduler has looked at it; until then a job submitted with afterok is
+    known to wait for its dependency."""
+    if info and info.reason:
+        return info.reason
+    if state == "PENDING" and job.get("after"):
+        return "Dependency"
+    return record.get("reason", "")
+
+
+SUBMIT_GRACE_SECONDS = 600
+
+
+def fallback_state(job):
+    """No record and no scheduler answer: a local job still alive waits for its
+    dependency; a fresh SLURM job may not have reached accounting yet (sacct
+    lags sbatch by a moment)."""
+    if job.get("backend") == "local":
+        return "PENDING" if local_alive(job) else "LOST"
+    submitted = parse_iso(job.get("submitted"))
+    now = parse_iso(files.now_iso())
+    if submitted and now and (now - submitted).total_seconds() < SUBMIT_GRACE_SECONDS:
+        return "SUBMITTED"
+    return "UNKNOWN"
+
+
+def local_alive(job):
+    return files.pid_alive(job.get("pid"))
+
+
+def parse_iso(text):
+    try:
+        return datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
+    except (TypeError, ValueError):
+        return None
+
+
+def elapsed(record, info):
+    if info and info.elapsed:
+        return info.elapsed
+    start, end = parse_iso(record.get("started")), parse_iso(record.get("ended"))
+    if start and not end and record.get("state") == "RUNNING":
+        end = parse_iso(files.now_iso())
+    return slurmkit.format_seconds((end - start).total_seconds()) if start and end else ""
+
+
+def job_table(experiments, settings, env):
+    """[(experiment, stage, merged job)] with one scheduler call for all of them."""
+    rows = [(exp, stage, job, record) for exp in experiments for stage, job, record in latest_jobs(exp)]
+    # a sweep's task 44_3 is asked for as array 44: sacct shows a pending task only that way
+    ask = sorted({str(job["job_id"]).split("_")[0] for _, _, job, record in rows if needs_scheduler(job, record)})
+    infos = scheduler_view(ask, settings, env)
+    return [(exp, stage, merged_job(job, record, infos.get(str(job["job_id"])))) for exp, stage, job, record in rows]
+
+

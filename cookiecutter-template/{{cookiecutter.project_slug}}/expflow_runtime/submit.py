@@ -1,0 +1,303 @@
+# Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
+"""Creating experiments and submitting their jobs: resources -> sbatch argv, the
+one local launcher, job arrays and their index files, git snapshots, cancelling.
+
+Standard library only, Python 3.6+.
+"""
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+from . import configs, files, slurmkit
+
+ROOT = files.ROOT
+SBATCH_TIMEOUT = 60
+
+
+# ----------------------------------------------------------------- creating an experiment
+
+def write_experiment(exp_id, config, config_text, settings, own_resources, metadata):
+    """Write one experiment's directory. Everything goes into a hidden staging
+    directory first and is renamed into place, so an interrupted call leaves no
+    half-made experiment and an existing one is never overwritten."""
+    target = files.experiment_dir(ROOT, exp_id)
+    if os.path.lexists(target):
+        raise files.ProjectError("experiment {} already exists; nothing changed".format(exp_id))
+    resolve_resources(settings, own_resources, {})  # refuse bad values before writing anything
+    os.makedirs(files.experiments_dir(ROOT), exist_ok=True)
+    staging = os.path.join(files.experiments_dir(ROOT), ".new-{}-{}".format(exp_id, uuid.uuid4().hex[:8]))
+    try:
+        for sub in ("logs", "runs"):
+            os.makedirs(os.path.join(staging, sub))
+        link_checkpoints(staging, settings, exp_id)
+        with open(os.path.join(staging, "config.yaml"), "w") as handle:
+            handle.write(config_text)
+        files.write_json_atomic(os.path.join(staging, "config.json"), config)
+        if own_resources:
+            files.write_settings(os.path.join(staging, files.SETTINGS_FILE), own_resources)
+        files.write_json_atomic(os.path.join(staging, "metadata.json"),
+                                dict(metadata, id=exp_id, created=files.now_iso(), jobs=[]))
+        os.rename(staging, target)  # fails if target appeared meanwhile: nothing overwritten
+    except files.ProjectError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise files.ProjectError("could not create experiment {}: {}".format(exp_id, exc)) from None
+    return target
+
+
+def link_checkpoints(exp_path, settings, exp_id):
+    """Checkpoints live under SCRATCH_ROOT/<project>/checkpoints/<id> when a scratch
+    root is set (big, purgeable files), linked from the experiment."""
+    scratch = settings.get("SCRATCH_ROOT", "")
+    if not scratch:
+        os.makedirs(os.path.join(exp_path, "checkpoints"))
+        return
+    project = settings.get("PROJECT_NAME") or os.path.basename(ROOT)
+    target = os.path.join(scratch, project, "checkpoints", exp_id)
+    if os.path.lexists(target) and (not os.path.isdir(target) or os.listdir(target)):
+        # left by an earlier experiment of the same id: a new one must not resume from it
+        raise files.ProjectError("{} already holds checkpoints; remove it or choose another id".format(target))
+    os.makedirs(target, exist_ok=True)
+    os.symlink(target, os.path.join(exp_path, "checkpoints"))
+
+
+def snapshot_config_json(exp_path):
+    """config.json follows config.yaml, which people edit between new and train."""
+    config = configs.load_yaml(os.path.join(exp_path, "config.yaml"))
+    if not isinstance(config, dict):
+        raise files.ProjectError("{}/config.yaml must be a mapping of keys to values".format(exp_path))
+    files.write_json_atomic(os.path.join(exp_path, "config.json"), config)
+
+
+# ----------------------------------------------------------------- resources and backend
+
+def resolve_resources(settings, own, env):
+    """Project settings < the experiment's own settings < the command line; each
+    value validated for sbatch. Keys come back in lower case (gpu_type)."""
+    keys = slurmkit.RESOURCE_KEYS
+    merged = files.setting_overrides(files.setting_overrides(settings, own, keys), env, keys)
+    resources = {}
+    for key in keys:
+        try:
+            resources[key.lower()] = slurmkit.check_option(key.lower(), merged.get(key, ""))
+        except ValueError as exc:
+            raise files.ProjectError(str(exc)) from None
+    if not int(resources["gpus"] or 0):
+        resources["gpu_type"] = ""  # GPUS=0 asks for no GPU, whatever type settings.env names
+    return resources
+
+
+def resolve_backend(settings, env):
+    """(backend, why): BACKEND=auto picks slurm when sbatch is on PATH."""
+    choice = (env.get("BACKEND") or settings.get("BACKEND") or "auto").lower()
+    if choice not in ("auto", "slurm", "local"):
+        raise files.ProjectError("BACKEND={!r} is not one of auto, slurm, local".format(choice))
+    if choice != "auto":
+        return choice, "BACKEND={}".format(choice)
+    if shutil.which("sbatch"):
+        return "slurm", "auto: sbatch found"
+    return "local", "auto: no sbatch on PATH, running here"
+
+
+def describe(resources, backend):
+    return "local" if backend == "local" else slurmkit.describe_request(resources)
+
+
+def job_environment(attempt):
+    """What a job is told about its attempt: after the first it resumes from its
+    checkpoints. The one place that rule lives (single jobs and array tasks)."""
+    return {"EXPFLOW_ATTEMPT": str(attempt), "EXPFLOW_RESUME": "1" if attempt > 1 else "0"}
+
+
+def stage_script(stage):
+    return os.path.join("scripts", stage + ".sbatch")
+
+
+def sbatch_argv(stage, exp_id, exp_path, resources, after_job, job_env):
+    """The full sbatch command line for one stage of one experiment."""
+    argv = ["sbatch", "--parsable",
+            "--job-name={}-{}".format(exp_id, stage),
+            "--output={}".format(os.path.join(exp_path, "logs", stage + "-%j.out")),
+            "--chdir={}".format(ROOT)]
+    argv += slurmkit.resource_options(resources)
+    if after_job:
+        argv.append("--dependency=afterok:" + after_job)
+    if job_env:
+        argv.append("--export=ALL," + ",".join("{}={}".format(k, v) for k, v in sorted(job_env.items())))
+    return argv + [stage_script(stage), exp_path]
+
+
+def submit_slurm(argv):
+    """Run sbatch; the job id, or a ProjectError with SLURM's reason."""
+    result = slurmkit.run_command(argv, timeout=SBATCH_TIMEOUT)
+    if not result.ok:
+        reason = slurmkit.sbatch_rejection_reason(result.stderr) if result.returncode else result.error
+        raise files.ProjectError("SLURM rejected the job: {}".format(reason))
+    try:
+        return slurmkit.parse_sbatch_parsable(result.stdout)
+    except ValueError as exc:
+        raise files.ProjectError(str(exc)) from None
+
+
+def launch_local(argv, env, log_path):
+    """The local backend's one way to start a job: detached in its own session
+    (it outlives make, and cancel signals its whole process group), its output
+    appended to log_path (or discarded when None). Returns the Popen."""
+    with open(log_path or os.devnull, "ab") as log:
+        return subprocess.Popen(argv, cwd=ROOT, env=dict(os.environ, **env), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_local(stage, exp_path, after, job_env):
+    """Run the stage's sbatch script with bash, detached, like a batch job."""
+    job_id = "local-" + uuid.uuid4().hex[:8]
+    env = dict(job_env, EXPFLOW_LOCAL_JOB_ID=job_id)
+    if after:
+        env["EXPFLOW_AFTER_RUN"] = files.run_record_path(exp_path, after["stage"], after["job_id"])
+        env["EXPFLOW_AFTER_PID"] = str(after.get("pid", ""))
+    proc = launch_local(["bash", stage_script(stage), exp_path], env,
+                        os.path.join(exp_path, files.log_name(stage, job_id)))
+    return job_id, proc.pid
+
+
+def print_dry_run(argv, stage):
+    print("DRY_RUN: nothing submitted. Command:")
+    print("  " + " ".join(shlex.quote(arg) for arg in argv))
+    print("DRY_RUN: script {}:".format(stage_script(stage)))
+    with open(os.path.join(ROOT, stage_script(stage))) as handle:
+        sys.stdout.write(handle.read())
+    return 0
+
+
+# ----------------------------------------------------------------- job arrays (sweeps)
+
+ARRAY_TASK_SCRIPT = os.path.join("expflow_runtime", "sweep-task.sbatch")
+
+
+def max_array_size(settings):
+    """Tasks one array may hold: MaxArraySize (an index runs from 0 to MaxArraySize-1),
+    as detected into settings.env, else asked of SLURM."""
+    value = settings.get("MAX_ARRAY_SIZE", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    result = slurmkit.run_command(slurmkit.SCONTROL_CONFIG_ARGV, timeout=15)
+    found = slurmkit.parse_scontrol_config(result.stdout).get("MaxArraySize", "") if result.ok else ""
+    if not found.isdigit():
+        raise files.ProjectError("MAX_ARRAY_SIZE is not set in settings.env and SLURM did not say its MaxArraySize")
+    return int(found)
+
+
+def write_index(directory, stage, tasks):
+    """The index file a job array reads (expflow_runtime/sweep-task.sbatch, the one
+    reader): line i+1 is task i: attempt, resume, experiment directory, and for the
+    local backend the task's job id and log."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "{}-{}.index".format(stage, uuid.uuid4().hex[:8]))
+    lines = []
+    for task in tasks:
+        job_env = job_environment(task["attempt"])
+        lines.append("\t".join((job_env["EXPFLOW_ATTEMPT"], job_env["EXPFLOW_RESUME"], task["exp_path"],
+                                task.get("job_id", "-"), task.get("log", "-"))) + "\n")
+    files.write_text_atomic(path, "".join(lines))
+    return path
+
+
+def array_argv(name, stage, index_path, count, resources, log_dir, parallel, dependency):
+    """sbatch for one job array: task i runs line i+1 of index_path."""
+    argv = ["sbatch", "--parsable", "--job-name={}-{}".format(name, stage), "--chdir={}".format(ROOT),
+            "--output={}".format(os.path.join(log_dir, stage + "-%A_%a.out")),
+            "--array=0-{}{}".format(count - 1, "%" + parallel if parallel else "")]
+    argv += slurmkit.resource_options(resources)
+    if dependency:
+        argv.append("--dependency=" + dependency)
+    return argv + [ARRAY_TASK_SCRIPT, stage, index_path]
+
+
+def start_local_array(stage, index_path, count, parallel):
+    """The local backend's job array: one detached runner (run.py run-local-array),
+    at most `parallel` tasks at a time."""
+    argv = [sys.executable, "-I", os.path.join(ROOT, "expflow_runtime", "run.py"), "run-local-array",
+            stage, index_path, str(count), str(parallel)]
+    proc = launch_local(argv, {}, None)
+    return "local-array-{}".format(proc.pid), proc.pid
+
+
+def run_local_array_command(argv, env):
+    """run.py run-local-array STAGE INDEX COUNT PARALLEL (the detached runner)."""
+    return run_local_array(*argv)
+
+
+def run_local_array(stage, index_path, count, parallel):
+    """Run tasks 0..count-1 of an index file through the same task script SLURM
+    runs, at most `parallel` at once; each task writes its own log."""
+    running = []
+    for task in range(int(count)):
+        while len(running) >= int(parallel):
+            time.sleep(0.2)
+            running = [proc for proc in running if proc.poll() is None]
+        running.append(subprocess.Popen(["bash", ARRAY_TASK_SCRIPT, stage, index_path], cwd=ROOT,
+                                        env=dict(os.environ, EXPFLOW_TASK_INDEX=str(task)),
+                                        stdin=subprocess.DEVNULL))
+    for proc in running:
+        proc.wait()
+    return 0
+
+
+# ----------------------------------------------------------------- reproducibility records
+
+def git_output(args):
+    result = slurmkit.run_command(["git", "-C", ROOT] + args, timeout=30)
+    return result.stdout if result.ok else None
+
+
+def git_snapshot(directory, name):
+    """Commit, branch, dirty flag; when dirty, the full diff against HEAD (staged
+    and unstaged) as <directory>/git/<name>.patch and the untracked files, so
+    `git apply` on the commit gives back the code that was submitted."""
+    if git_output(["rev-parse", "--show-toplevel"]) is None:
+        return {"repository": False}
+    commit = (git_output(["rev-parse", "HEAD"]) or "").strip()
+    snapshot = {
+        "repository": True, "commit": commit,
+        "branch": (git_output(["rev-parse", "--abbrev-ref", "HEAD"]) or "").strip(),
+        "dirty": bool((git_output(["status", "--porcelain"]) or "").strip()),
+    }
+    if snapshot["dirty"] and commit:
+        patch = git_output(["diff", "HEAD", "--binary"]) or ""
+        os.makedirs(os.path.join(directory, "git"), exist_ok=True)
+        with open(os.path.join(directory, "git", name + ".patch"), "w") as handle:
+            handle.write(patch)
+        snapshot["patch"] = os.path.join("git", name + ".patch")
+        snapshot["untracked"] = (git_output(["ls-files", "--others", "--exclude-standard"]) or "").split()
+    return snapshot
+
+
+# ----------------------------------------------------------------- cancelling
+
+def cancel_jobs(jobs):
+    """Cancel jobs (metadata entries): one scancel for every SLURM id given (an
+    array id cancels all its tasks), SIGTERM to each local job's process group."""
+    slurm_ids = sorted({str(job["job_id"]) for job in jobs if job.get("backend") == "slurm"})
+    if slurm_ids:
+        result = slurmkit.run_command(["scancel"] + slurm_ids, timeout=30)
+        if not result.ok:
+            files.warn(slurmkit.describe_failure(result))
+    for job in jobs:
+        if job.get("backend") == "local":
+            stop_local_job(job)
+
+
+def stop_local_job(job):
+    """SIGTERM to a local job's whole process group (its bash, its code, a sweep runner)."""
+    try:
+        os.killpg(int(job["pid"]), signal.SIGTERM)
+    except (ProcessLookupError, PermissionError, KeyError, TypeError, ValueError):
+        pass  # already gone

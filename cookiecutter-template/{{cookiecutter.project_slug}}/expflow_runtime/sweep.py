@@ -1,0 +1,213 @@
+# Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
+"""make sweep, sweep-retry, and eval / cancel with SWEEP=: sweeps as job arrays.
+
+Each point of a sweep file becomes an ordinary experiment tagged with the sweep
+and its point, so status, results and compare work on it unchanged. The points
+are submitted together as ONE `sbatch --array=0-(N-1)%MAX_PARALLEL` (split only
+where N exceeds the cluster's MaxArraySize); each array task finds its
+experiment on its line of an index file written before submission.
+
+Standard library only, Python 3.6+.
+"""
+
+import os
+import socket
+import uuid
+
+from . import configs, files, slurmkit, state, submit, sweepspec
+
+ROOT = files.ROOT
+
+
+# ----------------------------------------------------------------- creating the points
+
+def completed_hashes(env, settings):
+    """{config hash: experiment id} of every COMPLETED experiment (one scheduler call)."""
+    experiments = state.load_all(ROOT, settings)
+    done = {exp["id"] for exp, stage, job in state.job_table(experiments, settings, env)
+            if stage == "train" and job["state"] == "COMPLETED"}
+    return {configs.config_hash(exp["config"]): exp["id"] for exp in experiments if exp["id"] in done}
+
+
+def stored_config(exp_path):
+    config, _ = files.read_json(os.path.join(exp_path, "config.json"))
+    return config if isinstance(config, dict) else {}
+
+
+def create_points(spec, settings, env):
+    """Create the experiments of the sweep's new points; returns (ids to submit,
+    [(id, why skipped)]). Every point is checked before any is written."""
+    completed = {} if files.flag(env, "FORCE") else completed_hashes(env, settings)
+    resources = {str(k).upper(): str(v) for k, v in (spec.get("resources") or {}).items()}
+    plan, skipped = [], []
+    for exp_id, index, values, config in sweepspec.planned_points(spec):
+        digest = configs.config_hash(config)
+        existing = files.experiment_dir(ROOT, exp_id)
+        if os.path.isdir(existing):
+            if configs.config_hash(stored_config(existing)) != digest:
+                raise files.ProjectError("{} exists with another config: give the changed sweep a new name".format(
+                    exp_id))
+            if files.read_metadata(existing)["jobs"]:
+                skipped.append((exp_id, "already submitted"))
+            else:
+                plan.append((exp_id, None))
+        elif digest in completed:
+            skipped.append((exp_id, "same config as {}, which COMPLETED (FORCE=1 runs it)".format(completed[digest])))
+        else:
+            plan.append((exp_id, (index, values, config, digest)))
+    for exp_id, new in plan:
+        if new:
+            index, values, config, digest = new
+            text = "# sweep {} point {}: {}\n{}".format(spec["name"], index, sweepspec.point_text(values),
+                                                        configs.dump_yaml_subset(config))
+            submit.write_experiment(exp_id, config, text, settings, resources, {
+                "description": "sweep {} point {}".format(spec["name"], index), "config_source": spec["file"],
+                "parent": "", "overrides": sweepspec.point_text(values), "sweep": spec["name"], "sweep_index": index,
+                "sweep_values": values, "config_hash": digest,
+            })
+    return [exp_id for exp_id, _ in plan], skipped
+
+
+# ----------------------------------------------------------------- submitting arrays
+
+def chunks(items, size):
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+def planned_task(exp_id, stage, attempt, backend):
+    """One array task before submission; a local task gets its job id and log now,
+    a SLURM task once sbatch has named the array."""
+    task = {"exp_id": exp_id, "exp_path": files.experiment_dir(ROOT, exp_id), "attempt": attempt}
+    if backend == "local":
+        task["job_id"] = "local-" + uuid.uuid4().hex[:8]
+        task["log"] = os.path.join(task["exp_path"], files.log_name(stage, task["job_id"]))
+    return task
+
+
+def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None):
+    """Submit exp_ids' stage as job arrays (one unless MaxArraySize splits them)
+    and record each task in its experiment's metadata."""
+    backend, why = submit.resolve_backend(settings, env)
+    # the sweep file's resources live in every point's own settings.env, alike
+    own = files.read_settings(files.experiment_dir(ROOT, exp_ids[0]), missing_ok=True)
+    resources = submit.resolve_resources(settings, own, env)
+    parallel = env.get("MAX_PARALLEL", "")
+    if parallel and not parallel.isdigit():
+        raise files.ProjectError("MAX_PARALLEL={!r} is not a whole number".format(parallel))
+    directory = sweepspec.sweep_dir(name)
+    log_dir = os.path.join(directory, "logs")
+    os.makedirs(log_dir, exist_ok=True)  # SLURM does not create --output directories
+    git = submit.git_snapshot(directory, "{}-{}".format(stage, uuid.uuid4().hex[:8]))
+    size = submit.max_array_size(settings) if backend == "slurm" else len(exp_ids) or 1
+    submitted = []
+    for group in chunks(list(exp_ids), size):
+        tasks = [planned_task(exp_id, stage, attempts.get(exp_id, 1), backend) for exp_id in group]
+        index_path = submit.write_index(directory, stage, tasks)
+        if backend == "slurm":
+            argv = submit.array_argv(name, stage, index_path, len(group), resources, log_dir, parallel, dependency)
+            if files.flag(env, "DRY_RUN"):
+                print("DRY_RUN: " + " ".join(argv))
+                continue
+            array_id, pid = submit.submit_slurm(argv), None
+            for number, task in enumerate(tasks):
+                task["job_id"] = "{}_{}".format(array_id, number)
+                task["log"] = os.path.join(log_dir, "{}-{}.out".format(stage, task["job_id"]))
+        else:
+            array_id, pid = submit.start_local_array(stage, index_path, len(group), parallel or "2")
+        for task in tasks:
+            job = {"stage": stage, "backend": backend, "submitted": files.now_iso(), "resources": resources,
+                   "attempt": task["attempt"], "job_id": task["job_id"], "array_job_id": array_id,
+                   "log": os.path.relpath(task["log"], task["exp_path"]), "git": dict(git)}
+            if "patch" in git:  # one patch for the whole sweep; paths stay relative to the experiment
+                job["git"]["patch"] = os.path.relpath(os.path.join(directory, git["patch"]), task["exp_path"])
+            if pid is not None:
+                job.update(pid=pid, host=socket.gethostname())
+            files.record_job(task["exp_path"], job)
+        submitted.append((array_id, len(group)))
+    for array_id, count in submitted:
+        print("[OK] submitted {} {} tasks of sweep {} as array {} ({})".format(count, stage, name, array_id, why))
+    return submitted
+
+
+# ----------------------------------------------------------------- commands
+
+def cmd_sweep(env):
+    spec = sweepspec.read_sweep_file(env.get("SWEEP", ""))
+    settings = files.read_settings(ROOT)
+    if files.flag(env, "DRY_RUN"):
+        for exp_id, _, values, _ in sweepspec.planned_points(spec):
+            print("{}  {}".format(exp_id, sweepspec.point_text(values)))
+    to_submit, skipped = ([], []) if files.flag(env, "DRY_RUN") else create_points(spec, settings, env)
+    for exp_id, why in skipped:
+        print("skipped {}: {}".format(exp_id, why))
+    if files.flag(env, "DRY_RUN"):
+        print("DRY_RUN: nothing created or submitted")
+        return 0
+    if not to_submit:
+        print("sweep {}: nothing to submit".format(spec["name"]))
+        return 0
+    os.makedirs(sweepspec.sweep_dir(spec["name"]), exist_ok=True)
+    files.write_json_atomic(os.path.join(sweepspec.sweep_dir(spec["name"]), "sweep.json"),
+                            {"name": spec["name"], "file": spec["file"], "updated": files.now_iso()})
+    submit_points(spec["name"], "train", to_submit, {}, env, settings)
+    return 0
+
+
+def sweep_members(name, env, settings):
+    """[(experiment, {stage: merged job})] of a sweep, in point order (one scheduler call)."""
+    experiments = [exp for exp in state.load_all(ROOT, settings) if exp["metadata"].get("sweep") == name]
+    if not experiments:
+        raise files.ProjectError("no sweep {}: make sweep SWEEP=configs/{}.yaml".format(name, name))
+    jobs = {}
+    for exp, stage, job in state.job_table(experiments, settings, env):
+        jobs.setdefault(exp["id"], {})[stage] = job
+    return [(exp, jobs.get(exp["id"], {})) for exp in experiments]
+
+
+def cmd_retry(env):
+    name = sweepspec.sweep_name(env.get("SWEEP", ""))
+    settings = files.read_settings(ROOT)
+    failed = [(exp, jobs["train"]) for exp, jobs in sweep_members(name, env, settings)
+              if "train" in jobs and jobs["train"]["state"] in state.RESUMABLE]
+    if not failed:
+        print("sweep {}: no failed, cancelled or timed-out point".format(name))
+        return 0
+    attempts = {exp["id"]: files.latest_job(exp["metadata"], "train").get("attempt", 1) + 1 for exp, _ in failed}
+    print("retrying {}".format(", ".join("{} ({})".format(exp["id"], job["state"]) for exp, job in failed)))
+    submit_points(name, "train", [exp["id"] for exp, _ in failed], attempts, env, settings)
+    return 0
+
+
+def cmd_eval(env):
+    """One eval array per train array of the sweep, each task after its train task
+    (aftercorr); points whose training already completed need no dependency."""
+    name = sweepspec.sweep_name(env.get("SWEEP", ""))
+    settings = files.read_settings(ROOT)
+    groups = {}
+    for exp, jobs in sweep_members(name, env, settings):
+        train = jobs.get("train")
+        if train is None or train["state"] in slurmkit.FINAL_STATES and train["state"] != "COMPLETED":
+            continue
+        array = files.latest_job(exp["metadata"], "train").get("array_job_id", "")
+        done = train["state"] == "COMPLETED"
+        groups.setdefault((array, done), []).append(exp["id"])
+    if not groups:
+        raise files.ProjectError("sweep {} has no point whose training completed or still runs".format(name))
+    for (array, done), exp_ids in sorted(groups.items()):
+        dependency = None if done or array.startswith("local") else "aftercorr:" + array
+        submit_points(name, "eval", exp_ids, {}, env, settings, dependency)
+    return 0
+
+
+def cmd_cancel(env):
+    name = sweepspec.sweep_name(env.get("SWEEP", ""))
+    settings = files.read_settings(ROOT)
+    live = [(exp, stage) for exp, jobs in sweep_members(name, env, settings) for stage, job in jobs.items()
+            if job["state"] not in slurmkit.FINAL_STATES]
+    entries = [files.latest_job(exp["metadata"], stage) for exp, stage in live]
+    # one scancel for every array: cancelling an array cancels all its tasks
+    arrays = {entry["array_job_id"] for entry in entries if entry.get("backend") == "slurm"}
+    local = [entry for entry in entries if entry.get("backend") == "local"]
+    submit.cancel_jobs([{"backend": "slurm", "job_id": array} for array in arrays] + local)
+    print("[OK] cancel requested for sweep {}: {} unfinished jobs".format(name, len(live)))
+    return 0
