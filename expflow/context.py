@@ -16,7 +16,9 @@ from expflow import runtime
 from expflow.cluster import ClusterFacts
 from expflow.errors import UsageError
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")  # \Z: "$" would take a final newline
+# A newline, NUL or other control character (a tab is fine) cannot be one line of settings.env.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 BACKENDS = ("auto", "slurm", "local")
 
 
@@ -82,7 +84,7 @@ def parse_assignments(assignments: list[str]) -> dict[str, str]:
             raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
         if key not in known:
             raise UsageError(f"unknown setting {key!r}; known: {', '.join(known)}")
-        overrides[key] = value
+        overrides[key] = check_text(key, value)
     return overrides
 
 
@@ -98,7 +100,16 @@ def build_context(name: str, facts: ClusterFacts | None, overrides: dict[str, st
     return context
 
 
+def check_text(key: str, value: str) -> str:
+    """value, unless it holds a newline, NUL or other control character."""
+    if CONTROL_CHARACTER.search(str(value)):
+        raise UsageError(f"{key}={value!r}: a value cannot hold a newline, NUL or other control character")
+    return value
+
+
 def check_values(context: dict[str, str], facts: ClusterFacts | None) -> None:
+    for key, value in context.items():
+        check_text(key, value)
     slurmkit = runtime.module("slurmkit")
     for key in resource_keys():
         try:

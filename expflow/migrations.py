@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from expflow import runtime
 from expflow.errors import UpdateError
 from expflow.fileops import Backup, atomic_write_json
 
@@ -75,8 +76,8 @@ MAKEFILE_0_1_VARIABLES = (
     "REPORT := $(PYTHON) -I scripts/report.py",
 )
 MAKEFILE_0_2_VARIABLES = (
-    "# The machinery lives in expflow_runtime/ (replaced by expflow update; do not edit it).",
-    "RUN := $(PYTHON) -I expflow_runtime/run.py",
+    "# The machinery lives in expflow_runtime/ (replaced by expflow update); it takes Ctrl-C once it can stop cleanly.",
+    "RUN := trap '' INT; exec $(PYTHON) -I expflow_runtime/run.py",
 )
 # (old command, new command) at the start of a recipe line, after the tab and @.
 MAKEFILE_0_2_RECIPES = (
@@ -217,14 +218,43 @@ def rewrite_json_records(project: Path, backup: Backup | None, patterns: tuple[s
     return changed
 
 
-def no_record_change(project: Path, backup: Backup | None) -> list[str]:
-    """0.2.0 keeps 0.1.0's records as they are."""
-    return []
+def journal_from_metadata(project: Path, backup: Backup | None) -> list[str]:
+    """0.2.0 keeps an experiment's jobs in its journal (experiments/<id>/jobs/, files
+    written once, expflow_runtime/ledger.py) instead of metadata.json's "jobs"
+    list: each listed job becomes an intent and its outcome, named to sort before
+    any later entry, then the list is emptied. Entries go first, so a migration
+    cut short is finished by the next run (create_exclusive skips what exists)."""
+    ledger = runtime.module("ledger")
+    changed = []
+    paths = [*project.glob("experiments/*/metadata.json"), *project.glob("archive/*/metadata.json")]
+    for path in sorted(p for p in paths if not p.parent.is_symlink()):
+        relpath = path.relative_to(project).as_posix()
+        try:
+            metadata = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise UpdateError(f"cannot read record {relpath}: {exc}") from exc
+        jobs = metadata.get("jobs") if isinstance(metadata, dict) else None
+        if not jobs:
+            continue
+        changed.append(relpath)
+        if backup is None:
+            continue
+        backup.copy(relpath)
+        journal = path.parent / ledger.JOURNAL
+        journal.mkdir(exist_ok=True)
+        for index, job in enumerate(jobs):
+            entry = f"00000000T000000.{index:06d}-m{index:07d}"
+            intent = dict(job, token=f"m{index:07d}", entry=entry, migrated_from="metadata.json")
+            ledger.create_exclusive(str(journal / f"{entry}.intent.json"), intent)
+            outcome = {"job_id": job.get("job_id", ""), "entry": entry}
+            ledger.create_exclusive(str(journal / f"{entry}.job.json"), outcome)
+        atomic_write_json(path, dict(metadata, jobs=[]))
+    return changed
 
 
 RECORD_MIGRATIONS: list[RecordMigration] = [
-    # The next release's journal migration goes here, after this step.
-    RecordMigration("0.1.0", "0.2.0", "experiments and sweeps stay as they are", no_record_change),
+    RecordMigration("0.1.0", "0.2.0", "jobs move from metadata.json into each experiment's journal (jobs/)",
+                    journal_from_metadata),
 ]
 
 

@@ -84,6 +84,14 @@ def status_rows(project: Path, **kwargs) -> dict[tuple[str, str], dict[str, str]
     return rows
 
 
+def metadata(project: Path, exp: str) -> dict:
+    """An experiment's metadata with its jobs, as the runtime reads them (the
+    journal in experiments/<id>/jobs/ and, from older projects, metadata.json)."""
+    from expflow.runtime import module
+
+    return module("ledger").metadata(str(project / "experiments" / exp))
+
+
 def wait_for(predicate, timeout: float = 90, interval: float = 0.5, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

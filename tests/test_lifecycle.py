@@ -6,14 +6,10 @@ import json
 import subprocess
 
 import pytest
-from conftest import make, run
+from conftest import make, metadata, run
 from test_local_backend import LOCAL, error_line, set_config, wait_state
 
 from expflow.runtime import module
-
-
-def metadata(project, exp):
-    return json.loads((project / "experiments" / exp / "metadata.json").read_text())
 
 
 def test_set_overrides_are_typed_and_checked(bake):

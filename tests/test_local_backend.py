@@ -5,10 +5,11 @@ import csv
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
-from conftest import make, status_rows, wait_for
+from conftest import make, metadata, status_rows, wait_for
 
 LOCAL = {"BACKEND": "local"}
 
@@ -103,8 +104,8 @@ def test_submitted_stage_is_not_resubmitted_by_accident(bake):
     assert again.returncode != 0 and "add RESUBMIT=1" in error_line(again)
     wait_state(project, "001", "train", {"COMPLETED"})
     make(project, "train", "EXP=001", "RESUBMIT=1", env=LOCAL)
-    metadata = json.loads((project / "experiments/001/metadata.json").read_text())
-    assert [job["stage"] for job in metadata["jobs"]] == ["train", "train"]
+    recorded = metadata(project, "001")
+    assert [job["stage"] for job in recorded["jobs"]] == ["train", "train"]
     wait_state(project, "001", "train", {"COMPLETED"})
 
 
@@ -142,7 +143,7 @@ def test_dry_run_prints_the_sbatch_command_and_submits_nothing(bake):
     assert "DRY_RUN: nothing submitted" in out
     assert "--partition=h200_tandon" in out and "--gres=gpu:h200:2" in out and "--time=01:00:00" in out
     assert "#SBATCH --job-name=train" in out
-    assert json.loads((project / "experiments/001/metadata.json").read_text())["jobs"] == []
+    assert metadata(project, "001")["jobs"] == []
 
 
 def test_corrupt_results_file_is_a_warning_on_its_row(bake):
@@ -186,3 +187,16 @@ def test_checkpoints_live_in_scratch_and_are_never_reused(bake, tmp_path):
                                 "remove it or choose another id"
     assert not (project / "experiments" / "001").exists()
     assert [p.name for p in (project / "experiments").iterdir()] == []  # no staging dir left behind
+
+
+def test_editing_the_stage_script_does_not_change_a_running_job(bake):
+    """bash reads a script file while it runs it: like sbatch, the local backend
+    runs the script as it was at submission, so an edit saved in place (as nano
+    does) while a job runs leaves that job alone."""
+    project = bake()
+    make(project, "new", "EXP=x", "SET=training.seconds_per_epoch=0.5 training.epochs=4", env=LOCAL)
+    make(project, "train", "EXP=x", env=LOCAL)
+    time.sleep(0.5)
+    script = project / "scripts" / "train.sbatch"
+    script.write_text(script.read_text().replace("python3 train.py", "env MY_SETTING=1 python3 train.py --note x"))
+    assert wait_state(project, "x", "train", {"COMPLETED", "FAILED"})["STATE"] == "COMPLETED"

@@ -48,9 +48,9 @@ def test_flatten():
 
 
 def test_settings_are_data(tmp_path):
-    (tmp_path / "settings.env").write_text("# c\nA='x y'\nB=\"it's\"\n\nC=plain\n")
+    (tmp_path / "settings.env").write_text("# c\nA='x y'\nB='it'\\''s'  # note\n\nC=plain\n")
     assert files.read_settings(str(tmp_path)) == {"A": "x y", "B": "it's", "C": "plain"}
-    for bad in ("echo hi\n", "A='x' B='y'\n", "lower='x'\n", "A='unclosed\n"):
+    for bad in ("echo hi\n", "A='x' B='y'\n", "lower='x'\n", "A='unclosed\n", "B=\"it's\"\n"):
         (tmp_path / "settings.env").write_text(bad)
         with pytest.raises(files.ProjectError, match="settings.env line 1"):
             files.read_settings(str(tmp_path))

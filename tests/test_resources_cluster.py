@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import test_slurm_cluster as cluster
-from conftest import REPO, run, wait_for
+from conftest import REPO, metadata, run, wait_for
 
 from expflow.runtime import slurmkit
 
@@ -223,7 +223,7 @@ def test_make_check_accepts_and_submits_nothing(project):
     assert out.rstrip().endswith(" on gh001; nothing was submitted")
     assert run(["squeue", "--noheader", "--name=ok-train"], cwd=REPO).stdout == ""
     assert run(["sacct", "--noheader", "-X", "--name=ok-train", "--user", USER], cwd=REPO).stdout.strip() == ""
-    assert json.loads((project / "experiments/ok/metadata.json").read_text())["jobs"] == []
+    assert metadata(project, "ok")["jobs"] == []
 
 
 def test_scaffold_check_access(alice_site, alice_dir):

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make, run, status_rows, wait_for
+from conftest import REPO, make, metadata, run, status_rows, wait_for
 from test_local_backend import set_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
@@ -41,9 +41,20 @@ def alice_dir() -> Path:
     shutil.chown(path, USER, USER)
     os.chmod(path, 0o755)
     yield path
-    subprocess.run(["scancel", "--user", USER], capture_output=True)
+    cancel_jobs_under(path)
     shutil.rmtree(path, ignore_errors=True)
     shutil.rmtree(Path("/scratch") / USER / path.name, ignore_errors=True)
+
+
+def cancel_jobs_under(path: Path) -> None:
+    """Cancel alice's jobs whose working directory is under path: this test's
+    own, never another run's on a shared cluster (no scancel --user)."""
+    queued = subprocess.run(["squeue", "--user", USER, "--noheader", "--format=%i|%Z"], capture_output=True,
+                            text=True).stdout
+    mine = [job_id for job_id, _, work_dir in (line.partition("|") for line in queued.splitlines())
+            if work_dir == str(path) or work_dir.startswith(str(path) + "/")]
+    if mine:
+        subprocess.run(["scancel", *mine], capture_output=True)
 
 
 def expflow_as_alice(site: Path, cwd: Path, *args: str, check: bool = True):
@@ -99,7 +110,7 @@ def test_gpu_train_then_eval_afterok_to_results(project):
         row = status_rows(project, user=USER).get(("001", "eval"))
         return row if row and row["STATE"] == "PENDING" and row["REASON"] == "Dependency" else None
     wait_for(waiting_on_train, timeout=30, interval=0.5, what="eval PENDING (Dependency)")
-    eval_job = json.loads((project / "experiments/001/metadata.json").read_text())["jobs"][1]
+    eval_job = metadata(project, "001")["jobs"][1]
     assert f"--dependency=afterok:{eval_job['after']}" in eval_job["sbatch"]
     assert status_rows(project, user=USER)[("001", "train")]["STATE"] in ("PENDING", "RUNNING")
     wait_state(project, "001", "eval", {"COMPLETED"})
@@ -152,8 +163,8 @@ def test_rejected_submission_says_why_and_leaves_nothing_submitted(project, over
     result = alice_make(project, "train", "EXP=rej", override, check=False)
     assert result.returncode != 0
     assert f"error: SLURM rejected the job: {reason}" in result.stderr.splitlines()
-    metadata = json.loads((project / "experiments/rej/metadata.json").read_text())
-    assert metadata["jobs"] == []
+    recorded = metadata(project, "rej")
+    assert recorded["jobs"] == []
     assert status_rows(project, user=USER)[("rej", "")]["STATE"] == "NEW"
 
 
@@ -198,7 +209,7 @@ def test_resume_after_a_crash_on_the_cluster(project):
     assert wait_state(project, "r", "train", {"FAILED"})["EXIT"] == "1"
     alice_make(project, "resume", "EXP=r")
     wait_state(project, "r", "train", {"COMPLETED"})
-    jobs = json.loads((project / "experiments/r/metadata.json").read_text())["jobs"]
+    jobs = metadata(project, "r")["jobs"]
     assert [job["attempt"] for job in jobs] == [1, 2] and jobs[0]["job_id"] != jobs[1]["job_id"]
     assert "--export=ALL,EXPFLOW_ATTEMPT=2,EXPFLOW_RESUME=1" in jobs[1]["sbatch"]
     logs = alice_make(project, "logs", "EXP=r").stdout
@@ -219,7 +230,7 @@ def test_reproducibility_records_on_the_cluster(project, alice_dir):
     result = alice_make(project, "train", "EXP=rep")
     assert "WARNING: submitted from a dirty git tree" in result.stderr
     wait_state(project, "rep", "train", {"COMPLETED"})
-    job = json.loads((project / "experiments/rep/metadata.json").read_text())["jobs"][0]
+    job = metadata(project, "rep")["jobs"][0]
     assert job["git"]["commit"] == commit and job["git"]["dirty"] is True
     clone = alice_dir / "clone"
     run(["git", "clone", "-q", str(project), str(clone)], cwd=alice_dir, user=USER)
@@ -238,7 +249,7 @@ def test_eval_on_another_gpu_type_warns_and_is_recorded(project):
     wait_state(project, "g", "train", {"COMPLETED"})
     result = alice_make(project, "eval", "EXP=g", "PARTITION=h200_tandon", "GPU_TYPE=h200")
     assert "WARNING: eval job" in result.stderr and "runs on h200, its training ran on l40s" in result.stderr
-    job = json.loads((project / "experiments/g/metadata.json").read_text())["jobs"][-1]
+    job = metadata(project, "g")["jobs"][-1]
     assert job["gpu_type_change"] == {"from": "l40s", "to": "h200", "reference": "its training"}
     wait_state(project, "g", "eval", {"COMPLETED"})
 
@@ -267,7 +278,7 @@ def test_sweep_of_12_points_is_one_array_with_aftercorr_eval(project):
             "  model.depth: [2, 3, 4]\n")
     out = alice_make(project, "sweep", f"SWEEP={alice_sweep(project, 'grid12', grid)}", "MAX_PARALLEL=4").stdout
     assert "[OK] submitted 12 train tasks of sweep grid12 as array" in out
-    jobs = [json.loads((project / f"experiments/grid12-{i:04d}/metadata.json").read_text())["jobs"][0]
+    jobs = [metadata(project, f"grid12-{i:04d}")["jobs"][0]
             for i in range(1, 13)]
     assert len({job["array_job_id"] for job in jobs}) == 1
     assert [job["job_id"] for job in jobs] == [f"{jobs[0]['array_job_id']}_{i}" for i in range(12)]
@@ -284,7 +295,7 @@ def test_sweep_of_12_points_is_one_array_with_aftercorr_eval(project):
         rows = status_rows(project, user=USER, env={"SWEEP": "grid12"})
         return all(row["STATE"] == "COMPLETED" for (_, stage), row in rows.items() if stage == "eval")
     wait_for(evals_done, timeout=240, interval=2, what="12 evaluations")
-    eval_job = json.loads((project / "experiments/grid12-0001/metadata.json").read_text())["jobs"][-1]
+    eval_job = metadata(project, "grid12-0001")["jobs"][-1]
     alice_make(project, "results", "FILTER=sweep=grid12")
     with open(project / "results" / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -304,9 +315,9 @@ def test_sweep_retry_resubmits_only_the_failed_point(project):
     out = alice_make(project, "sweep-retry", "SWEEP=flaky").stdout
     assert "retrying flaky-0002 (FAILED)" in out and "submitted 1 train tasks" in out
     wait_sweep(project, "flaky", 3, {"COMPLETED"})
-    jobs = json.loads((project / "experiments/flaky-0002/metadata.json").read_text())["jobs"]
+    jobs = metadata(project, "flaky-0002")["jobs"]
     assert [job["attempt"] for job in jobs] == [1, 2]
-    assert len(json.loads((project / "experiments/flaky-0001/metadata.json").read_text())["jobs"]) == 1
+    assert len(metadata(project, "flaky-0001")["jobs"]) == 1
 
 
 def test_cancelling_a_sweep_cancels_all_its_tasks(project):

@@ -271,3 +271,18 @@ def test_pending_array_tasks_are_expanded():
     assert sorted(queued) == ["194_0", "194_1", "194_2", "194_3", "194_4", "194_5"]
     assert slurmkit.expand_array_id("7_[1,3-4]") == ["7_1", "7_3", "7_4"]
     assert slurmkit.expand_array_id("7_2") == ["7_2"] and slurmkit.expand_array_id("7") == ["7"]
+
+
+def test_sacct_duplicates_give_a_requeued_job_s_restarts_and_history():
+    """`sacct --duplicates`: a row per run of a requeued job, oldest first (recorded
+    after `scontrol requeue` of 595 and a node set down under 1209)."""
+    jobs = slurmkit.parse_sacct(read_data("sacct-requeued.txt"))
+    assert (jobs["595"].state, jobs["595"].restarts, jobs["595"].history) == ("CANCELLED", 1, ("REQUEUED",))
+    assert (jobs["1209"].state, jobs["1209"].restarts, jobs["1209"].history) == ("CANCELLED", 1, ("NODE_FAIL",))
+    assert jobs["1209"].name == "job.sh"
+
+
+def test_sacct_exit_code_keeps_the_signal():
+    job = slurmkit.parse_sacct(read_data("sacct-signal.txt"))["1355"]
+    assert (job.state, job.exit_code) == ("FAILED", "0:9")
+    assert slurmkit.parse_exit_code("3:0") == 3 and slurmkit.parse_exit_code("") is None

@@ -2,10 +2,9 @@
 local backend's bounded array. The cluster path (one sbatch, job arrays,
 retry, cancel) is in test_slurm_cluster.py."""
 
-import json
 
 import pytest
-from conftest import make
+from conftest import make, metadata
 from test_local_backend import LOCAL, error_line, wait_state
 
 from expflow.runtime import module
@@ -51,9 +50,9 @@ def test_local_sweep_points_are_ordinary_experiments(bake):
     assert "[OK] submitted 4 train tasks of sweep lr as array local-array-" in out
     for index in range(1, 5):
         wait_state(project, f"lr-{index:04d}", "train", {"COMPLETED"})
-    metadata = json.loads((project / "experiments/lr-0003/metadata.json").read_text())
-    assert metadata["sweep"] == "lr" and metadata["sweep_index"] == 3
-    assert metadata["sweep_values"] == {"model.depth": 3, "optimizer.lr": 0.1}
+    point = metadata(project, "lr-0003")
+    assert point["sweep"] == "lr" and point["sweep_index"] == 3
+    assert point["sweep_values"] == {"model.depth": 3, "optimizer.lr": 0.1}
     make(project, "results", "FILTER=sweep=lr", "SORT=id")
     assert "| lr-0004 | lr | COMPLETED |" in (project / "results/results.md").read_text()
     assert make(project, "status", "SWEEP=lr").stdout.count("COMPLETED") == 4
@@ -107,7 +106,7 @@ def test_sweep_resources_reach_every_point(bake):
     text = GRID + "resources:\n  PARTITION: h200_tandon\n  GPU_TYPE: h200\n  GPUS: 2\n"
     make(project, "sweep", f"SWEEP={write_sweep(project, 'res', text)}", env=LOCAL)
     for index in range(1, 5):
-        job = json.loads((project / f"experiments/res-{index:04d}/metadata.json").read_text())["jobs"][0]
+        job = metadata(project, f"res-{index:04d}")["jobs"][0]
         assert (job["resources"]["partition"], job["resources"]["gpu_type"], job["resources"]["gpus"]) == (
             "h200_tandon", "h200", "2")
         wait_state(project, f"res-{index:04d}", "train", {"COMPLETED"})

@@ -18,6 +18,7 @@ from cookiecutter.main import cookiecutter
 from legacy_data import legacy_json, tarball_files
 
 import expflow
+import expflow.runtime
 import expflow.template
 from expflow import merge, migrations
 from expflow.answers import infer_answers_0_1_0, read_settings
@@ -39,8 +40,8 @@ ANSWERS = {"project_name": "demo", "project_slug": "demo", "time": "02:00:00", "
 MAKEFILE_0_2 = [
     ("EXPERIMENT := $(PYTHON) -I scripts/experiment.py\nHARVEST := $(PYTHON) -I scripts/harvest.py\n"
      "RESOURCES := $(PYTHON) -I scripts/resources.py\nREPORT := $(PYTHON) -I scripts/report.py\n",
-     "# The machinery lives in expflow_runtime/ (replaced by expflow update; do not edit it).\n"
-     "RUN := $(PYTHON) -I expflow_runtime/run.py\n"),
+     "# The machinery lives in expflow_runtime/ (replaced by expflow update); it takes Ctrl-C once it can "
+     "stop cleanly.\nRUN := trap '' INT; exec $(PYTHON) -I expflow_runtime/run.py\n"),
     *((f"\t@$(EXPERIMENT) {c}\n", f"\t@$(RUN) {c}\n") for c in
       ("new", "train", "eval", "resume", "list", "logs", "tail", "cancel", "archive")),
     ("\t@$(RESOURCES) show\n", "\t@$(RUN) resources\n"),
@@ -230,8 +231,9 @@ def test_codemods_turn_0_1_0_files_into_0_2_0_ones(legacy_template, template_0_2
 def test_codemods_keep_arguments_and_line_endings():
     text = "EXPERIMENT := $(PYTHON) -I scripts/experiment.py\r\nmine:\r\n\t-@$(HARVEST) results --x\r\n"
     assert migrations.makefile_0_2_0(text) == (
-        "# The machinery lives in expflow_runtime/ (replaced by expflow update; do not edit it).\r\n"
-        "RUN := $(PYTHON) -I expflow_runtime/run.py\r\nmine:\r\n\t-@$(RUN) results --x\r\n")
+        "# The machinery lives in expflow_runtime/ (replaced by expflow update); it takes Ctrl-C once it can "
+        "stop cleanly.\r\nRUN := trap '' INT; exec $(PYTHON) -I expflow_runtime/run.py\r\nmine:\r\n"
+        "\t-@$(RUN) results --x\r\n")
 
 
 def test_old_paths_the_codemods_cannot_reach_are_reported(legacy_template, template_0_2, tmp_path):
@@ -256,7 +258,7 @@ def test_a_codemod_lets_your_edit_next_to_a_rewritten_line_merge_cleanly(legacy_
                               migrations.apply_codemods("Makefile", base, steps), theirs, "0.1.0", "0.2.0")
     assert result.outcome == merge.MERGED
     text = result.content.decode()
-    assert "RUN := $(PYTHON) -I expflow_runtime/run.py\nDATA_DIR ?= /data\n" in text
+    assert "RUN := trap '' INT; exec $(PYTHON) -I expflow_runtime/run.py\nDATA_DIR ?= /data\n" in text
     assert "\t@echo training\n\t@$(RUN) train\n" in text and text.endswith(DOCTOR)
 
 
@@ -369,7 +371,8 @@ def test_update_of_a_0_1_0_project_keeps_edits_applies_codemods_and_leaves_shims
         "train.py": "unchanged"}
     assert report.conflicts == [] and not any(a.outcome == "stale" for a in report.files)
     makefile = (project / "Makefile").read_text()
-    assert "RUN := $(PYTHON) -I expflow_runtime/run.py" in makefile and "\t@$(RUN) train\n" in makefile
+    assert "RUN := trap '' INT; exec $(PYTHON) -I expflow_runtime/run.py" in makefile
+    assert "\t@$(RUN) train\n" in makefile
     assert "\t@./fetch-data.sh\n" in makefile and DOCTOR in makefile and "scripts/" not in makefile
     train = (project / "scripts" / "train.sbatch").read_text()
     assert "python3 train.py --epochs 3" in train and "  source expflow_runtime/job-lib.sh\n" in train
@@ -531,11 +534,28 @@ def test_record_migrations_back_up_each_record_and_are_idempotent(legacy_templat
     assert snapshot(project) == before
 
 
-def test_the_0_2_0_step_changes_no_record(legacy_template, tmp_path):
+def test_the_0_2_0_step_moves_jobs_into_the_journal(legacy_template, tmp_path):
+    """metadata.json's jobs become journal entries the runtime reads back alike;
+    a second run changes nothing; a dry run (no backup) writes nothing."""
     assert [(s.from_version, s.to_version) for s in migrations.record_steps("0.1.0", "0.2.0")] == [("0.1.0", "0.2.0")]
     assert migrations.record_steps("0.2.0", "0.2.0") == []
     project = legacy_project(legacy_template, tmp_path, use_git=False)
     assert migrations.RECORD_MIGRATIONS[0].migrate(project, None) == []
+    exp = project / "experiments" / "001"
+    exp.mkdir(parents=True)
+    jobs = [{"stage": "train", "job_id": "41", "backend": "slurm", "attempt": 1},
+            {"stage": "eval", "job_id": "42", "backend": "slurm", "attempt": 1, "after": "41"}]
+    (exp / "metadata.json").write_text(json.dumps({"id": "001", "jobs": jobs}))
+    assert migrations.RECORD_MIGRATIONS[0].migrate(project, None) == ["experiments/001/metadata.json"]
+    assert json.loads((exp / "metadata.json").read_text())["jobs"] == jobs  # the dry run wrote nothing
+    backup = Backup(project, "test")
+    assert migrations.RECORD_MIGRATIONS[0].migrate(project, backup) == ["experiments/001/metadata.json"]
+    assert json.loads((exp / "metadata.json").read_text())["jobs"] == []
+    assert json.loads((backup.root / "experiments/001/metadata.json").read_text())["jobs"] == jobs
+    ledger = expflow.runtime.module("ledger")
+    read_back = ledger.metadata(str(exp))["jobs"]
+    assert [{k: job[k] for k in jobs[i]} for i, job in enumerate(read_back)] == jobs
+    assert migrations.RECORD_MIGRATIONS[0].migrate(project, backup) == []
 
 
 # ----------------------------------------------------------------- interruption, CLI, wheel

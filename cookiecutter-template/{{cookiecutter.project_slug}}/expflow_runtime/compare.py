@@ -28,6 +28,7 @@ def load(ids, env):
     settings = files.read_settings(ROOT)
     patterns = state.metric_patterns(settings)
     experiments = [state.load_experiment(ROOT, exp_id, patterns) for exp_id in ids]
+    state.warn_problems(experiments)
     return experiments, harvest.result_rows(experiments, settings, env)
 
 

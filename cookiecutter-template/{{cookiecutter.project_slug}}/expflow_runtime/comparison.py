@@ -22,14 +22,18 @@ def train_record(experiment):
 def packages(experiment):
     """{name: version} from the training job's package list (pip freeze or conda)."""
     _, record = train_record(experiment)
-    listing = (record.get("packages") or {}).get("file")
+    packages = record.get("packages") if isinstance(record, dict) else None
+    listing = packages.get("file") if isinstance(packages, dict) else None
     found = {}
-    if not listing:
+    if not listing or not isinstance(listing, str):
         return found
-    try:
-        with open(os.path.join(experiment["path"], listing)) as handle:
+    try:  # bytes that are not UTF-8 (a package's odd name) are replaced, not a traceback
+        with open(os.path.join(experiment["path"], listing), encoding="utf-8", errors="replace") as handle:
             lines = handle.read().splitlines()
-    except OSError:
+    except FileNotFoundError:
+        return found
+    except OSError as exc:
+        files.warn("experiment {}: {}: {}".format(experiment["id"], os.path.basename(listing), exc.strerror or exc))
         return found
     for line in lines:
         if line and not line.startswith("#"):

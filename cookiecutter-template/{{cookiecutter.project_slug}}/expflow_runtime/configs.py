@@ -18,14 +18,24 @@ class YamlSubsetError(files.ProjectError):
 
 
 def load_yaml(path):
-    """Read a YAML config: with PyYAML when importable, else with read_yaml_subset."""
-    with open(path) as handle:
-        text = handle.read()
+    """Read a YAML config: with PyYAML when importable, else with read_yaml_subset.
+    A file that cannot be read or parsed is a ProjectError naming it."""
+    where = files.display_path(path)
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8")
+    except OSError as exc:
+        raise files.ProjectError("cannot read {}: {}".format(where, exc.strerror or exc)) from None
+    except UnicodeDecodeError:
+        raise files.ProjectError("{} is not UTF-8 text".format(where)) from None
     try:
         import yaml
     except ImportError:
         return read_yaml_subset(text, path)
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise files.ProjectError("{}: not YAML: {}".format(where, " ".join(str(exc).split()))) from None
     return {} if data is None else data
 
 
@@ -180,6 +190,7 @@ def split_keeping_quotes(text):
 def apply_overrides(config, assignments, allow_new=False):
     """SET="optimizer.lr=0.01 model.depth=50" -> a new config; values are typed as
     YAML scalars ([a, b] is a list). An unknown key is an error unless allow_new."""
+    files.check_value("SET", assignments)  # a newline would end the line config.yaml records it on
     values = {}
     for item in split_keeping_quotes(assignments):
         key, sep, text = item.partition("=")

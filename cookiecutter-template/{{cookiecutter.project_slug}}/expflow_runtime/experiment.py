@@ -7,11 +7,12 @@ where make puts command-line variables (make train EXP=001 GPUS=2), so no
 user-supplied string ever passes through a shell.
 """
 
+import functools
 import os
 import socket
 import sys
 
-from . import configs, files, slurmkit, state, submit, tables
+from . import configs, files, ledger, slurmkit, state, submit, tables
 
 ROOT = files.ROOT
 STAGES = files.STAGES
@@ -22,8 +23,8 @@ STAGES = files.STAGES
 def config_source(env):
     """(path, parent id or ""): FROM names an experiment or a config file."""
     source = env.get("FROM", "") or files.DEFAULT_CONFIG
-    if files.ID_PATTERN.match(source) and os.path.isdir(os.path.join(files.experiments_dir(ROOT), source)):
-        return os.path.join(files.experiments_dir(ROOT), source, "config.yaml"), source
+    if files.ID_PATTERN.match(source) and os.path.lexists(os.path.join(files.experiments_dir(ROOT), source)):
+        return os.path.join(files.experiment_dir(ROOT, source), "config.yaml"), source  # a link: refused
     path = os.path.join(ROOT, source)
     if not os.path.isfile(path):
         raise files.ProjectError("FROM={}: no such experiment or config file".format(source))
@@ -67,8 +68,8 @@ def gpu_type_change(exp_id, metadata, stage, resources):
     reference, where = files.latest_job(metadata, "train"), "its training"  # "... ran on l40s"
     if reference is None and metadata.get("parent"):
         parent = files.experiment_dir(ROOT, metadata["parent"])
-        parent_meta, _ = files.read_json(os.path.join(parent, "metadata.json"))
-        reference, where = files.latest_job(parent_meta or {}, "train"), "its parent {}".format(metadata["parent"])
+        parent_meta = ledger.metadata(parent) if os.path.isdir(parent) else {}
+        reference, where = files.latest_job(parent_meta, "train"), "its parent {}".format(metadata["parent"])
     if reference is None or reference.get("backend") != "slurm":
         return None
     before = reference.get("resources", {}).get("gpu_type", "")
@@ -79,58 +80,67 @@ def gpu_type_change(exp_id, metadata, stage, resources):
 
 # ----------------------------------------------------------------- submitting
 
-def eval_dependency(exp_path, metadata, exp_id):
-    """The train job that eval must wait for, or None when train completed."""
-    train = files.latest_job(metadata, "train")
+def eval_dependency(exp_id, jobs):
+    """The train job that eval must wait for, or None when train completed;
+    jobs is current_jobs' answer (SLURM's view merged with the records)."""
+    train = jobs.get("train")
     if train is None:
         raise files.ProjectError("experiment {} has no train job yet: run make train EXP={} first".format(
             exp_id, exp_id))
-    record, _ = files.read_json(files.run_record_path(exp_path, "train", train["job_id"]))
-    ended = (record or {}).get("state", "")
-    if ended == "COMPLETED":
+    if train["state"] == "COMPLETED":
         return None
-    if ended in slurmkit.FINAL_STATES:
+    if train["state"] in slurmkit.FINAL_STATES or train["state"] == "LOST":
         raise files.ProjectError("train job {} of {} ended {} (exit {}): eval not submitted".format(
-            train["job_id"], exp_id, ended, record.get("exit_code")))
+            train["job_id"], exp_id, train["state"], train["exit_code"]))
+    if train["state"] == "SUBMITTING":
+        raise files.ProjectError("the training of {} is still being looked for ({}): try again in a minute".format(
+            exp_id, train["reason"]))
     return train
 
 
-def submit_stage(exp_id, stage, env, settings, attempt=1):
-    """Submit one stage of an existing experiment and record it in its metadata."""
+def submit_stage(exp_id, stage, env, settings, jobs, attempt=1):
+    """Submit one stage of an existing experiment, written down before sbatch runs
+    (ledger.py). The caller holds the experiment's lock; jobs is current_jobs'."""
     exp_path = files.experiment_dir(ROOT, exp_id)
-    metadata = files.read_metadata(exp_path)
+    metadata = ledger.metadata(exp_path)
     resources = submit.resolve_resources(settings, files.read_settings(exp_path, missing_ok=True), env)
     backend, why = submit.resolve_backend(settings, env)
-    after = eval_dependency(exp_path, metadata, exp_id) if stage == "eval" else None
+    after = eval_dependency(exp_id, jobs) if stage == "eval" else None
+    after_entry = after and files.latest_job(metadata, "train")
     job_env = submit.job_environment(attempt)
-    job = {"stage": stage, "backend": backend, "submitted": files.now_iso(), "resources": resources,
-           "attempt": attempt}
+    token = ledger.new_token()
+    intent = {"token": token, "stage": stage, "backend": backend, "resources": resources, "attempt": attempt,
+              "job_name": ledger.job_name(exp_id, stage, token), "log_template": files.log_name(stage, "{job_id}")}
     change = gpu_type_change(exp_id, metadata, stage, resources) if backend == "slurm" else None
     if backend == "slurm":
-        if after and after.get("backend") != "slurm":
+        if after_entry and after_entry.get("backend") != "slurm":
             raise files.ProjectError(
                 "train of {} still runs on the local backend; submit eval when it ends".format(exp_id))
-        argv = submit.sbatch_argv(stage, exp_id, exp_path, resources, after and after["job_id"], job_env)
+        argv = submit.sbatch_argv(stage, intent["job_name"], exp_path, resources, after and after["job_id"], job_env)
         if files.flag(env, "DRY_RUN"):
             return submit.print_dry_run(argv, stage)
-        submit.snapshot_config_json(exp_path)
-        job["job_id"] = submit.submit_slurm(argv)
-        job["sbatch"] = argv
-        if after:
-            job["after"] = after["job_id"]
+        intent.update(sbatch=argv, after=after["job_id"] if after else None)
+        launch = functools.partial(submit_one, argv)
     else:
         if files.flag(env, "DRY_RUN"):
             return submit.print_dry_run(["bash", submit.stage_script(stage), exp_path], stage)
-        submit.snapshot_config_json(exp_path)
-        job["job_id"], job["pid"] = submit.start_local(stage, exp_path, after, job_env)
-        job["host"] = socket.gethostname()
-    job["log"] = files.log_name(stage, job["job_id"])
-    job["git"] = submit.git_snapshot(exp_path, "{}-{}".format(stage, job["job_id"]))
+        intent.update(job_id="local-" + token, host=socket.gethostname())
+        launch = functools.partial(start_one, stage, exp_path, after_entry, job_env, intent["job_id"])
+    submit.snapshot_config_json(exp_path)
+    intent["git"] = submit.git_snapshot(exp_path, "{}-{}".format(stage, token))
     if change:
-        job["gpu_type_change"] = change
-    files.record_job(exp_path, job)
+        intent["gpu_type_change"] = change
+    job = submit.submit_recorded([(exp_path, intent)], launch)[0]
     report_submission(exp_id, job, why, after, change)
     return 0
+
+
+def submit_one(argv):
+    return {"job_id": submit.submit_slurm(argv)}
+
+
+def start_one(stage, exp_path, after, job_env, job_id):
+    return {"pid": submit.start_local(stage, exp_path, after, job_env, job_id)}
 
 
 def report_submission(exp_id, job, why, after, change):
@@ -154,20 +164,43 @@ def cmd_eval(env):
 
 
 def submit_new_stage(env, stage):
-    """make train / make eval: the stage's first job (RESUBMIT=1: another one)."""
+    """make train / make eval: the stage's first job (RESUBMIT=1: another one,
+    once no job of the experiment may still run)."""
     exp_id = files.check_experiment_id(env.get("EXP", ""))
     settings = files.read_settings(ROOT)
-    if not os.path.isdir(files.experiment_dir(ROOT, exp_id)):
+    exp_path = files.experiment_dir(ROOT, exp_id)
+    if not os.path.isdir(exp_path):
         if stage != "train":
             raise files.ProjectError("no experiment {}: run make train EXP={} first".format(exp_id, exp_id))
         if files.flag(env, "DRY_RUN"):
             raise files.ProjectError("DRY_RUN needs an existing experiment: make new EXP={} first".format(exp_id))
         create_experiment(exp_id, env, settings)
-    previous = files.latest_job(files.read_metadata(files.experiment_dir(ROOT, exp_id)), stage)
-    if previous and not files.flag(env, "RESUBMIT"):
-        raise files.ProjectError("experiment {} already has a {} job ({}); add RESUBMIT=1 to submit another".format(
-            exp_id, stage, previous["job_id"]))
-    return submit_stage(exp_id, stage, env, settings)
+    with ledger.locked(exp_path, exp_id, "make " + stage):
+        jobs = current_jobs(exp_id, settings, env)
+        previous = jobs.get(stage)
+        if previous and previous["state"] == "SUBMITTING":
+            raise files.ProjectError("a {} submission of {} is still being looked for ({}); try again in a minute"
+                                     .format(stage, exp_id, previous["reason"]))
+        if previous and not files.flag(env, "RESUBMIT"):
+            raise files.ProjectError("experiment {} already has a {} job ({}); add RESUBMIT=1 to submit another"
+                                     .format(exp_id, stage, previous["job_id"]))
+        if previous:
+            refuse_while_running(exp_id, jobs, env, "submit another " + stage)
+        return submit_stage(exp_id, stage, env, settings, jobs)
+
+
+def refuse_while_running(exp_id, jobs, env, what):
+    """No second job may train an experiment SLURM may still run a job of (UNKNOWN
+    and SUBMITTING count: not knowing is not knowing it ended); FORCE=1 goes on."""
+    live = [job for job in jobs.values() if state.may_still_run(job)]
+    if not live:
+        return
+    held = ", ".join("job {} {}".format(job["job_id"] or "(being looked for)", state.describe_state(job))
+                     for job in live)
+    if not files.flag(env, "FORCE"):
+        raise files.ProjectError("experiment {} still has {} (it may still run): cannot {} now; make cancel "
+                                 "EXP={} first, or FORCE=1 if you know it ended".format(exp_id, held, what, exp_id))
+    files.warn("FORCE=1: {} of {} although it may still run ({})".format(what, exp_id, held))
 
 
 # ----------------------------------------------------------------- state of an experiment
@@ -190,23 +223,27 @@ def cmd_resume(env):
     same checkpoints, attempt n+1; the job sees EXPFLOW_RESUME=1."""
     exp_id = existing(env)
     settings = files.read_settings(ROOT)
-    train = current_jobs(exp_id, settings, env).get("train")
-    if train is None:
-        raise files.ProjectError("experiment {} was never trained: make train EXP={}".format(exp_id, exp_id))
-    if train["state"] not in state.RESUMABLE:
-        raise files.ProjectError("train job {} of {} is {}: only {} can be resumed".format(
-            train["job_id"], exp_id, train["state"], ", ".join(state.RESUMABLE)))
-    attempt = files.latest_job(files.read_metadata(files.experiment_dir(ROOT, exp_id)), "train").get("attempt", 1) + 1
-    return submit_stage(exp_id, "train", env, settings, attempt=attempt)
+    exp_path = files.experiment_dir(ROOT, exp_id)
+    with ledger.locked(exp_path, exp_id, "make resume"):
+        jobs = current_jobs(exp_id, settings, env)
+        train = jobs.get("train")
+        if train is None:
+            raise files.ProjectError("experiment {} was never trained: make train EXP={}".format(exp_id, exp_id))
+        refuse_while_running(exp_id, jobs, env, "resume")
+        if train["state"] not in state.RESUMABLE and not files.flag(env, "FORCE"):
+            raise files.ProjectError("train job {} of {} is {}: only {} can be resumed".format(
+                train["job_id"], exp_id, state.describe_state(train), ", ".join(state.RESUMABLE)))
+        attempt = files.latest_job(ledger.metadata(exp_path), "train").get("attempt", 1) + 1
+        return submit_stage(exp_id, "train", env, settings, jobs, attempt=attempt)
 
 
 def cmd_cancel(env):
     exp_id = existing(env)
     exp_path = files.experiment_dir(ROOT, exp_id)
-    metadata = files.read_metadata(exp_path)
-    records = files.run_records(exp_path)
-    live = [job for job in (files.latest_job(metadata, s) for s in STAGES)
-            if job and records.get((job["stage"], str(job["job_id"])), {}).get("state") not in slurmkit.FINAL_STATES]
+    jobs = current_jobs(exp_id, files.read_settings(ROOT), env)
+    metadata = ledger.metadata(exp_path)
+    live = [files.latest_job(metadata, stage) for stage, job in sorted(jobs.items())
+            if job["state"] not in slurmkit.FINAL_STATES and job["job_id"]]
     if not live:
         print("experiment {} has no job left to cancel".format(exp_id))
         return 0
@@ -217,18 +254,19 @@ def cmd_cancel(env):
 
 
 def cmd_archive(env):
-    """Move an experiment out of the active set, into archive/; never deletes."""
+    """Move an experiment out of the active set, into archive/; never deletes,
+    and never while a job of it may still run (it would lose its files)."""
     exp_id = existing(env)
-    live = [j for j in current_jobs(exp_id, files.read_settings(ROOT), env).values()
-            if j["state"] not in slurmkit.FINAL_STATES and j["state"] not in ("UNKNOWN", "LOST")]
-    if live:
-        raise files.ProjectError("experiment {} still has {} job {}: make cancel EXP={} first".format(
-            exp_id, live[0]["state"], live[0]["job_id"], exp_id))
+    exp_path = files.experiment_dir(ROOT, exp_id)
     target = os.path.join(ROOT, "archive", exp_id)
-    if os.path.lexists(target):
-        raise files.ProjectError("archive/{} already exists; nothing moved".format(exp_id))
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    os.rename(files.experiment_dir(ROOT, exp_id), target)
+    with ledger.locked(exp_path, exp_id, "make archive"):
+        jobs = current_jobs(exp_id, files.read_settings(ROOT), env)
+        refuse_while_running(exp_id, jobs, env, "archive it")
+        if os.path.lexists(target):
+            raise files.ProjectError("archive/{} already exists; nothing moved".format(exp_id))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.rename(exp_path, target)
+        os.unlink(os.path.join(target, ledger.LOCK_FILE))  # ours: it moved with the experiment
     print("[OK] archived {} -> archive/{}".format(exp_id, exp_id))
     return 0
 
@@ -241,7 +279,9 @@ def cmd_list(env):
     for exp, _stage, job in state.job_table(experiments, settings, env):
         latest[exp["id"]] = job["state"]  # eval follows train in job_table's order
     wanted = env.get("STATE", "").upper()
-    rows = [[exp["id"], latest.get(exp["id"], "NEW"), exp["metadata"].get("description", "")] for exp in experiments]
+    state.warn_problems(experiments)
+    rows = [[exp["id"], latest.get(exp["id"]) or state.unsubmitted_state(exp), exp["metadata"].get("description", "")]
+            for exp in experiments]
     rows = [row for row in rows if not wanted or row[1] == wanted]
     sys.stdout.write(tables.plain_table(["EXP", "STATE", "DESCRIPTION"], rows, tables.terminal_width(env)))
     return 0
@@ -255,7 +295,7 @@ def log_path(env):
     if stage not in STAGES:
         raise files.ProjectError("STAGE={!r} is not one of {}".format(stage, ", ".join(STAGES)))
     exp_path = files.experiment_dir(ROOT, exp_id)
-    job = files.latest_job(files.read_metadata(exp_path), stage)
+    job = files.latest_job(ledger.metadata(exp_path), stage)
     if job is None:
         raise files.ProjectError("experiment {} has no {} job".format(exp_id, stage))
     return os.path.join(exp_path, job["log"]), job

@@ -14,7 +14,6 @@ Layout of one experiment (docs: README.md of the project):
 import json
 import os
 import re
-import shlex
 import sys
 import tempfile
 from datetime import datetime
@@ -41,38 +40,109 @@ def flag(env, name):
 
 SETTINGS_FILE = "settings.env"
 
+# The one grammar of settings.env, which bash and Python read alike: a line is blank,
+# a comment, or KEY=VALUE where VALUE is a single-quoted literal ('it'\''s': the
+# '\'' escape) or a bare word of letters, digits and _@%+=:,./- (GPUS=2), either
+# followed by blanks and a comment. Nothing in it is ever expanded or run: bash
+# gets the values from `run.py job-settings` (job-lib.sh), never by sourcing it.
+SETTING_LINE = re.compile(
+    r"[ \t]*(?P<key>[A-Z][A-Z0-9_]*)=(?P<value>'[^']*'(?:\\''[^']*')*|[A-Za-z0-9_@%+=:,./-]*)"
+    r"(?:[ \t]+#.*)?[ \t]*\Z")
+COMMENT_LINE = re.compile(r"[ \t]*(?:#.*)?\Z")
+CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Names the shell gives a meaning to (code it runs, how it splits words, where it
+# finds commands, read-only ones): a setting may not take them, nor BASH_*.
+RESERVED_SETTINGS = frozenset(("BASHOPTS", "CDPATH", "ENV", "EUID", "GLOBIGNORE", "HOME", "IFS", "LD_AUDIT",
+                               "LD_LIBRARY_PATH", "LD_PRELOAD", "PATH", "PPID", "PROMPT_COMMAND", "PS1", "PS2",
+                               "PS3", "PS4", "SHELLOPTS", "UID"))
+
+
+def display_path(path):
+    """A path as messages name it: relative to the project when inside it."""
+    relative = os.path.relpath(os.path.abspath(path), ROOT)
+    return path if relative == os.pardir or relative.startswith(os.pardir + os.sep) else relative
+
+
+def parse_setting(line):
+    """One line of settings.env -> (key, value), None for a blank or comment line;
+    ValueError saying what is wrong with any other line."""
+    bad = CONTROL_CHARACTER.search(line)
+    if bad:
+        what = "a carriage return (Windows line ending?)" if bad.group() == "\r" else "a control character"
+        raise ValueError("{} in the line".format(what))
+    if COMMENT_LINE.match(line):
+        return None
+    match = SETTING_LINE.match(line)
+    if not match:
+        raise ValueError("expected KEY='value' (single quotes; write ' as '\\''), got {!r}".format(line))
+    key, value = match.group("key"), match.group("value")
+    if key in RESERVED_SETTINGS or key.startswith("BASH_"):
+        raise ValueError("{} is the shell's own variable, not a setting".format(key))
+    if value.startswith("'"):
+        value = value[1:-1].replace("'\\''", "'")
+    return key, value
+
+
 def read_settings(root, missing_ok=False):
-    """DIR/settings.env -> {KEY: value}. The file is data: KEY='value' lines only.
-    missing_ok: an experiment without its own settings has {}."""
+    """DIR/settings.env -> {KEY: value}, in the grammar of SETTING_LINE; anything
+    else is a ProjectError naming the file and the line. missing_ok: an
+    experiment without its own settings has {}."""
     path = os.path.join(root, SETTINGS_FILE)
-    if missing_ok and not os.path.exists(path):
+    if missing_ok and not os.path.lexists(path):
         return {}
     try:
-        with open(path) as handle:
-            lines = handle.read().splitlines()
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8")
     except OSError as exc:
-        raise ProjectError("cannot read {}: {}".format(path, exc.strerror)) from None
+        raise ProjectError("cannot read {}: {}".format(display_path(path), exc.strerror)) from None
+    except UnicodeDecodeError:
+        raise ProjectError("{} is not UTF-8 text".format(display_path(path))) from None
     settings = {}
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(text.split("\n"), 1):
         try:
-            tokens = shlex.split(line, comments=True)
+            setting = parse_setting(line)
         except ValueError as exc:
-            raise ProjectError("{} line {}: {}".format(SETTINGS_FILE, number, exc)) from None
-        if not tokens:
-            continue
-        key, sep, value = tokens[0].partition("=")
-        if len(tokens) != 1 or not sep or not re.match(r"^[A-Z][A-Z0-9_]*$", key):
-            raise ProjectError("{} line {}: expected KEY='value', got {!r}".format(SETTINGS_FILE, number, line))
-        settings[key] = value
+            raise ProjectError("{} line {}: {}".format(display_path(path), number, exc)) from None
+        if setting:
+            settings[setting[0]] = setting[1]
     return settings
 
 
+def check_value(name, value):
+    """value, unless it holds a newline, NUL or other control character (a tab is
+    fine): such a value cannot be one line of settings.env or of a config."""
+    if CONTROL_CHARACTER.search(str(value)):
+        raise ProjectError("{}={!r}: a value cannot hold a newline, NUL or other control character".format(
+            name, value))
+    return value
+
+
+def quote_setting(value):
+    """value as settings.env writes it: 'single-quoted', with ' as '\\''."""
+    return "'" + str(value).replace("'", "'\\''") + "'"
+
+
 def write_settings(path, values):
-    """{KEY: value} -> KEY='value' lines that bash sources and read_settings reads."""
+    """{KEY: value} -> KEY='value' lines in the grammar read_settings reads."""
     lines = ["# this experiment's own settings: they override the project's settings.env"]
-    lines += ["{}={}".format(key, shlex.quote(str(value))) for key, value in sorted(values.items())]
-    with open(path, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
+    lines += ["{}={}".format(key, quote_setting(check_value(key, value))) for key, value in sorted(values.items())]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def job_settings(argv, env):
+    """run.py job-settings [DIR]: DIR's settings.env (the project's by default) as
+    NUL-terminated KEY=VALUE records and then the record END, which job-lib.sh
+    assigns with printf -v: bash never runs the file. A file read_settings
+    refuses prints no record: the job stops before anything runs."""
+    settings = read_settings(argv[0] if argv else ROOT)
+    records = ["{}={}".format(key, value) for key, value in sorted(settings.items())] + ["END"]
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:  # a test's captured stdout
+        sys.stdout.write("".join(record + "\0" for record in records))
+    else:
+        out.write(b"".join(record.encode("utf-8") + b"\0" for record in records))
+    sys.stdout.flush()
+    return 0
 
 
 def setting_overrides(settings, environ, keys):
@@ -87,7 +157,7 @@ def setting_overrides(settings, environ, keys):
 
 # ----------------------------------------------------------------- experiments
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z: "$" would take a final newline
 
 
 def check_experiment_id(exp_id):
@@ -107,17 +177,34 @@ def experiments_dir(root):
 
 
 def experiment_dir(root, exp_id):
-    return os.path.join(experiments_dir(root), check_experiment_id(exp_id))
+    """experiments/<id>. A symbolic link there is refused, never followed: it may
+    lead into another project, whose jobs make cancel would then cancel."""
+    path = os.path.join(experiments_dir(root), check_experiment_id(exp_id))
+    if os.path.islink(path):
+        raise ProjectError("experiments/{} is a symbolic link: refused (expflow never follows links "
+                           "under experiments/)".format(exp_id))
+    return path
 
 
 def list_experiment_ids(root):
-    """Ids of the experiments present, sorted; work-in-progress dirs are skipped."""
-    base = experiments_dir(root)
+    """Ids of the experiments present, sorted; work-in-progress dirs are skipped,
+    and symbolic links too, with a warning (see experiment_dir)."""
+    ids = []
     try:
-        names = os.listdir(base)
+        with os.scandir(experiments_dir(root)) as entries:
+            for entry in entries:
+                if not ID_PATTERN.match(entry.name):
+                    continue
+                if entry.is_symlink():
+                    warn("experiments/{} is a symbolic link: skipped (expflow never follows links "
+                         "under experiments/)".format(entry.name))
+                elif entry.is_dir(follow_symlinks=False):
+                    ids.append(entry.name)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if ID_PATTERN.match(n) and os.path.isdir(os.path.join(base, n)))
+    except OSError as exc:
+        raise ProjectError("cannot read {}: {}".format(display_path(experiments_dir(root)), exc.strerror)) from None
+    return sorted(ids)
 
 
 def pid_alive(pid):
@@ -135,47 +222,108 @@ def now_iso():
     return datetime.now().astimezone().replace(microsecond=0).isoformat()
 
 
-def write_text_atomic(path, text):
-    """Write text to a temp file in the same directory, then rename over path:
-    a reader sees the old file or the new one, never half of one; two writers
-    never share a temp file."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+_UMASK = []  # read once per process: os.umask can only be read by setting it
+
+
+def file_mode():
+    """The mode a plain open() gives a new file: 0666 less the umask, so that a
+    lab-mate in the group reads the records of a shared project."""
+    if not _UMASK:
+        mask = os.umask(0o077)  # for a moment the tightest mask, never a looser one
+        os.umask(mask)
+        _UMASK.append(mask)
+    return 0o666 & ~_UMASK[0]
+
+
+def cannot_write(path, exc):
+    """A ProjectError naming the file: cannot write results/results.csv: No space left on device."""
+    return ProjectError("cannot write {}: {}".format(display_path(path), exc.strerror or exc))
+
+
+def write_bytes_atomic(path, data):
+    """Write data to a temp file of a unique name in the same directory, then
+    rename it over path: a reader sees the old file or the new one, never half of
+    one; two writers never share a temp file; on any error (disk full, permission)
+    the temp file is removed and a ProjectError names path."""
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(text)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), file_mode())  # mkstemp makes 0600 files whatever the umask
+            handle.write(data)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise cannot_write(path, exc) from None
         raise
+
+
+def write_text_atomic(path, text):
+    """text as UTF-8, written as write_bytes_atomic writes."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path, data):
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+MAX_DEPTH = 100  # JSON nested deeper is refused: code that walks it would recurse too deep
+
+
+def too_deep(data, limit=MAX_DEPTH):
+    """Whether JSON data nests more than limit levels (walked level by level, not recursively)."""
+    level = [data]
+    for _ in range(limit):
+        level = [child for item in level if isinstance(item, (dict, list))
+                 for child in (item.values() if isinstance(item, dict) else item)]
+        if not level:
+            return False
+    return True
+
+
 def read_json(path):
     """JSON file -> (data, problem): data is None and problem says why when the
-    file is missing, unreadable or not JSON, so one bad file never stops a run."""
+    file is missing, unreadable (permissions), not UTF-8, not JSON or nested too
+    deep, so one bad file never stops a run. NaN and Infinity load as floats."""
+    name = os.path.basename(path)
     try:
-        with open(path) as handle:
-            return json.load(handle), ""
+        with open(path, "rb") as handle:
+            data = json.loads(handle.read().decode("utf-8"))
     except FileNotFoundError:
         return None, ""
-    except (OSError, ValueError) as exc:
-        return None, "{}: {}".format(os.path.basename(path), exc)
+    except OSError as exc:
+        return None, "{}: {}".format(name, exc.strerror or exc)
+    except UnicodeDecodeError:
+        return None, "{}: not UTF-8 text".format(name)
+    except ValueError as exc:
+        return None, "{}: {}".format(name, exc)
+    except RecursionError:
+        return None, "{}: nested too deep".format(name)
+    if too_deep(data):
+        return None, "{}: nested more than {} levels deep".format(name, MAX_DEPTH)
+    return data, ""
 
 
-def run_records(exp_path):
-    """{(stage, job_id): record} from the experiment's runs/ directory."""
+def run_records(exp_path, problems=None):
+    """{(stage, job_id): record} from the experiment's runs/ directory; a record
+    that cannot be read is skipped, and said in problems when given."""
     records = {}
     runs = os.path.join(exp_path, "runs")
     for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
         if name.endswith(".json") and not name.startswith("."):
-            record, _problem = read_json(os.path.join(runs, name))
+            record, problem = read_json(os.path.join(runs, name))
+            if problem and problems is not None:
+                problems.append("runs/" + problem)
             if isinstance(record, dict) and "stage" in record and "job_id" in record:
-                records[(record["stage"], str(record["job_id"]))] = record
+                key = (record["stage"], str(record["job_id"]))
+                if int(record.get("restart") or 0) >= int(records.get(key, {}).get("restart") or 0):
+                    records[key] = record  # a requeued job's latest run
     return records
 
 
@@ -195,8 +343,10 @@ def record_job(exp_path, job):
     write_json_atomic(os.path.join(exp_path, "metadata.json"), metadata)
 
 
-def run_record_path(exp_path, stage, job_id):
-    return os.path.join(exp_path, "runs", "{}-{}.json".format(stage, job_id))
+def run_record_path(exp_path, stage, job_id, restart=0):
+    """A job's own record; a job SLURM started again keeps one per run."""
+    suffix = ".r{}".format(restart) if int(restart or 0) else ""
+    return os.path.join(exp_path, "runs", "{}-{}{}.json".format(stage, job_id, suffix))
 
 
 def log_name(stage, job_id):

@@ -9,6 +9,7 @@ import collections
 import csv
 import io
 import json
+import math
 import os
 import re
 
@@ -26,7 +27,7 @@ def result_rows(experiments, settings, env):
         train = files.latest_job(exp["metadata"], "train") or {}
         git = train.get("git") or {}
         by_id[exp["id"]] = {
-            "id": exp["id"], "sweep": exp["metadata"].get("sweep", ""), "state": "NEW",
+            "id": exp["id"], "sweep": exp["metadata"].get("sweep", ""), "state": state.unsubmitted_state(exp),
             "commit": (git.get("commit") or "")[:8], "dirty": git.get("dirty", ""),
             "params": exp["config"], "metrics": exp["metrics"], "warnings": "; ".join(exp["problems"]),
         }
@@ -154,7 +155,7 @@ def write_results(header, table, natives):
     files.write_text_atomic(os.path.join(out_dir, "results.csv"), buffer.getvalue())
     files.write_text_atomic(os.path.join(out_dir, "results.md"), tables.markdown(header, table))
     # one row a line: readable, and json's C encoder (indent= would use the slow Python one)
-    rows = ",\n".join(json.dumps(row) for row in natives)
+    rows = ",\n".join(json_line(row) for row in natives)
     files.write_text_atomic(os.path.join(out_dir, "results.json"), "[\n" + rows + "\n]\n" if rows else "[]\n")
 
 
@@ -173,10 +174,39 @@ def harvest(env):
     return Harvest(header, table, natives, rows, experiments, settings)
 
 
-def best_rows(rows, metric, mode, count):
-    """The top rows by a metric (max or min); rows without it are left out."""
-    scored = [(as_number(row["metrics"].get(metric)), row) for row in rows]
-    scored = [(value, row) for value, row in scored if value is not None]
+def json_line(row):
+    """row as one line of JSON; NaN and infinities as null (JSON has no such numbers)."""
+    try:
+        return json.dumps(row, allow_nan=False)
+    except ValueError:
+        return json.dumps(json_safe(row))
+
+
+def json_safe(value):
+    """value with every NaN and infinity (a float JSON cannot hold) as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def best_states(env):
+    """The states of training that make best ranks: STATE=COMPLETED by default,
+    STATE=COMPLETED,RUNNING a list, STATE=all every experiment (None)."""
+    wanted = [s.strip().upper() for s in (env.get("STATE") or "COMPLETED").split(",") if s.strip()]
+    return None if "ALL" in wanted else frozenset(wanted)
+
+
+def best_rows(rows, metric, mode, count, states=frozenset(("COMPLETED",))):
+    """The top rows by a metric (max or min) among those whose training is in
+    states (None: any); rows without the metric, or with NaN or an infinity
+    there, are left out."""
+    scored = [(as_number(row["metrics"].get(metric)), row) for row in rows
+              if states is None or row.get("state") in states]
+    scored = [(value, row) for value, row in scored if value is not None and math.isfinite(value)]
     scored.sort(key=lambda pair: pair[0], reverse=(mode == "max"))
     return [row for _, row in scored[:count]]
 

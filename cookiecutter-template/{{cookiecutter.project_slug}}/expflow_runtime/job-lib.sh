@@ -16,6 +16,25 @@ expflow_record() {
   expflow_runtime job-record "$@"
 }
 
+# settings.env is data and never run: Python checks it against its one grammar
+# (files.read_settings, the same check every make target makes) and hands over
+# NUL-terminated KEY=VALUE records, then END; bash assigns each with printf -v.
+# A refused file yields no END, and the job stops before anything runs.
+load_settings() {
+  local record complete=0
+  while IFS= read -r -d '' record; do
+    if [[ "${record}" == END ]]; then
+      complete=1
+    elif [[ "${record}" =~ ^[A-Z][A-Z0-9_]*= ]]; then
+      printf -v "${record%%=*}" '%s' "${record#*=}"
+    fi
+  done < <(expflow_runtime job-settings)
+  if ((complete == 0)); then
+    echo "expflow: settings.env was refused (see above); nothing was run" >&2
+    return 1
+  fi
+}
+
 # `module` is a shell function that batch shells may not have: load it first.
 ensure_module_command() {
   local init
@@ -94,8 +113,7 @@ run_in_environment() {
 run_stage() {
   local stage="$1" exp_dir="$2"
   shift 2
-  # shellcheck source=settings.env
-  source settings.env
+  load_settings || return 1
 
   EXPFLOW_STAGE="${stage}"
   EXPFLOW_EXP_DIR="$(cd "${exp_dir}" && pwd)"
@@ -109,9 +127,13 @@ run_stage() {
   EXPFLOW_CHECKPOINT_DIR="${EXPFLOW_EXP_DIR}/checkpoints"
   EXPFLOW_ATTEMPT="${EXPFLOW_ATTEMPT:-1}"  # set by make resume, with EXPFLOW_RESUME=1
   EXPFLOW_RESUME="${EXPFLOW_RESUME:-0}"
+  EXPFLOW_RESTART="${SLURM_RESTART_COUNT:-0}"  # SLURM started this job again (requeue, preemption)
+  if ((EXPFLOW_RESTART > 0)); then
+    EXPFLOW_RESUME=1  # a restarted run continues from the checkpoints of the run before
+  fi
   export EXPFLOW_STAGE EXPFLOW_EXP_DIR EXPFLOW_EXP_ID EXPFLOW_JOB_ID EXPFLOW_CONFIG \
     EXPFLOW_CONFIG_JSON EXPFLOW_RESULTS EXPFLOW_METRICS EXPFLOW_CHECKPOINT_DIR \
-    EXPFLOW_ATTEMPT EXPFLOW_RESUME
+    EXPFLOW_ATTEMPT EXPFLOW_RESUME EXPFLOW_RESTART
 
   # The EXIT trap records the end in every case; TERM (scancel, time limit,
   # make cancel) and INT are turned into an exit so that the trap runs.
@@ -120,8 +142,9 @@ run_stage() {
   trap 'EXPFLOW_SIGNAL=TERM; exit 143' TERM
   trap 'EXPFLOW_SIGNAL=INT; exit 130' INT
 
-  echo "expflow: ${stage} of ${EXPFLOW_EXP_ID}, job ${EXPFLOW_JOB_ID}, attempt ${EXPFLOW_ATTEMPT}," \
-    "on ${SLURMD_NODENAME:-$(hostname)}, $(date -Is)"
+  # one log per job, appended to by each run of it (sbatch --open-mode=append)
+  echo "===== expflow: ${stage} of ${EXPFLOW_EXP_ID}, job ${EXPFLOW_JOB_ID}, attempt ${EXPFLOW_ATTEMPT}," \
+    "restart ${EXPFLOW_RESTART}, on ${SLURMD_NODENAME:-$(hostname)}, $(date -Is)"
   expflow_record start
   setup_environment
   expflow_record environment

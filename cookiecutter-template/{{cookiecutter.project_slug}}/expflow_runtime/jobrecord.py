@@ -66,7 +66,8 @@ def package_list(env):
 
 
 def record_path(env):
-    return files.run_record_path(env["EXPFLOW_EXP_DIR"], env["EXPFLOW_STAGE"], env["EXPFLOW_JOB_ID"])
+    return files.run_record_path(env["EXPFLOW_EXP_DIR"], env["EXPFLOW_STAGE"], env["EXPFLOW_JOB_ID"],
+                                 env.get("EXPFLOW_RESTART") or 0)
 
 
 def read_record(env):
@@ -98,6 +99,7 @@ def start(env):
     record = {
         "stage": env["EXPFLOW_STAGE"], "job_id": env["EXPFLOW_JOB_ID"], "state": "RUNNING",
         "started": files.now_iso(), "attempt": int(env.get("EXPFLOW_ATTEMPT") or 1),
+        "restart": int(env.get("EXPFLOW_RESTART") or 0),
         "node": env.get("SLURMD_NODENAME") or socket.gethostname(), "host": socket.gethostname(),
         "nodelist": env.get("SLURM_JOB_NODELIST", ""), "pid": os.getppid(),
         "partition": env.get("SLURM_JOB_PARTITION", ""), "account": env.get("SLURM_JOB_ACCOUNT", ""),
@@ -120,8 +122,7 @@ def environment(env):
     tool, packages = package_list(env)
     if tool:
         packages_path = record_path(env)[: -len(".json")] + ".packages.txt"
-        with open(packages_path, "w") as handle:
-            handle.write(packages)
+        files.write_text_atomic(packages_path, packages)
         record["packages"] = {"tool": tool, "file": os.path.relpath(packages_path, env["EXPFLOW_EXP_DIR"])}
     record.update(
         python=sys.version.split()[0], python_executable=sys.executable,

@@ -7,7 +7,9 @@ path on a laptop after rsync. Standard library only, Python 3.6+.
 """
 
 import html
+import io
 import json
+import math
 import os
 
 from . import comparison, files, harvest, state
@@ -19,24 +21,30 @@ AXIS_KEYS = ("step", "epoch")
 
 # ----------------------------------------------------------------- learning curves
 
+def finite(value):
+    """A number a curve can show: not a bool, NaN or an infinity."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def read_series(path):
-    """A metrics JSONL -> {metric: [(x, y)]}, x the step (or epoch, or line number)."""
+    """A metrics JSONL -> {metric: [(x, y)]}, x the step (or epoch, or line number).
+    Bytes that are not UTF-8, damaged lines and NaN or infinite values are skipped."""
     series = {}
     try:
-        with open(path) as handle:
+        with open(path, encoding="utf-8", errors="replace") as handle:
             lines = handle.read().splitlines()
     except OSError:
         return series
     for number, line in enumerate(lines):
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue  # a line being written, or damaged: the rest still counts
         if not isinstance(record, dict):
             continue
-        x = next((record[k] for k in AXIS_KEYS if isinstance(record.get(k), (int, float))), number)
+        x = next((record[k] for k in AXIS_KEYS if finite(record.get(k))), number)
         for key, value in record.items():
-            if key not in AXIS_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if key not in AXIS_KEYS and finite(value):
                 series.setdefault(key, []).append((x, value))
     return series
 
@@ -102,8 +110,8 @@ def results_table(found):
     return html_table(order, [[row[i] for i in positions] for row in found.table], "results", sortable=True)
 
 
-def best_section(experiments, rows, metric, mode):
-    top = harvest.best_rows(rows, metric, mode, 5) if metric else []
+def best_section(experiments, rows, metric, mode, states):
+    top = harvest.best_rows(rows, metric, mode, 5, states) if metric else []
     if len(top) < 2:
         return "<p>Fewer than two experiments have the metric {} yet.</p>".format(html.escape(metric or "(none)"))
     ids = [row["id"] for row in top]
@@ -162,7 +170,7 @@ def render(env):
     found = harvest.harvest(env)
     metric, mode = harvest.primary_metric(env, found.settings)
     experiments = {exp["id"]: exp for exp in found.experiments}
-    order = [row["id"] for row in harvest.best_rows(found.rows, metric, mode, len(found.rows))] if metric else []
+    order = [row["id"] for row in harvest.best_rows(found.rows, metric, mode, len(found.rows), None)] if metric else []
     order += [row["id"] for row in found.rows if row["id"] not in order]
     title = "{} results".format(found.settings.get("PROJECT_NAME") or os.path.basename(ROOT))
     return "\n".join([
@@ -171,7 +179,7 @@ def render(env):
         "<h1>{}</h1><p>{} experiments, written {} by make report.</p>".format(
             html.escape(title), len(found.table), html.escape(files.now_iso())),
         "<h2>Results</h2>", results_table(found),
-        "<h2>Best runs</h2>", best_section(experiments, found.rows, metric, mode),
+        "<h2>Best runs</h2>", best_section(experiments, found.rows, metric, mode, harvest.best_states(env)),
         "<h2>Learning curves</h2>", curves_section(experiments, order),
         "<script>{}</script></body></html>".format(SCRIPT),
     ])
@@ -212,6 +220,8 @@ def cmd_plot(env):
     axes.legend(fontsize="small")
     path = os.path.join(ROOT, "results", "plot-{}.png".format(metric.replace("/", "_")))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    figure.savefig(path, dpi=100)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=100)
+    files.write_bytes_atomic(path, image.getvalue())
     print("[OK] {} curves -> {}".format(drawn, os.path.relpath(path, ROOT)))
     return 0

@@ -9,7 +9,7 @@ submitted. The view itself is advice.py, which expflow shares.
 import collections
 import sys
 
-from . import advice, files, slurmkit, submit, tables
+from . import advice, files, ledger, slurmkit, submit, tables
 
 ROOT = files.ROOT
 
@@ -63,7 +63,8 @@ def cmd_resources(env):
 
 def check_argv(exp_id, exp_path, resources):
     """make train's own sbatch command line, with --test-only."""
-    argv = submit.sbatch_argv("train", exp_id, exp_path, resources, None, submit.job_environment(1))
+    job_name = ledger.job_name(exp_id, "train", ledger.new_token())
+    argv = submit.sbatch_argv("train", job_name, exp_path, resources, None, submit.job_environment(1))
     return argv[:1] + ["--test-only"] + argv[1:]
 
 

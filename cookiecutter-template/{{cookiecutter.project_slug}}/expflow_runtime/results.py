@@ -22,13 +22,15 @@ def cmd_status(env):
     if not experiments:
         print("no experiments yet: make train EXP=001" if not env.get("SWEEP") else "no sweep " + env["SWEEP"])
         return 0
+    state.warn_problems(experiments)
     rows, submitted = [], set()
     for exp, stage, job in state.job_table(experiments, settings, env):
         submitted.add(exp["id"])
         gpu = "{}x {}".format(job["gpus"], job["gpu_type"] or "gpu") if str(job["gpus"]) not in ("", "0") else ""
-        rows.append([exp["id"], stage, job["job_id"], job["state"], job["exit_code"], job["partition"],
+        rows.append([exp["id"], stage, job["job_id"], state.describe_state(job), job["exit_code"], job["partition"],
                      gpu, job["elapsed"], job["node"], job["reason"]])
-    rows += [[exp["id"], "", "", "NEW", "", "", "", "", "", ""] for exp in experiments if exp["id"] not in submitted]
+    rows += [[exp["id"], "", "", state.unsubmitted_state(exp), "", "", "", "", "", exp.get("unreadable", "")]
+             for exp in experiments if exp["id"] not in submitted]
     rows.sort(key=lambda row: (row[0], row[1]))
     sys.stdout.write(tables.plain_table(STATUS_HEADER, rows, tables.terminal_width(env)))
     return 0
@@ -53,9 +55,11 @@ def cmd_best(env):
         raise files.ProjectError("name a metric: make best METRIC=val_acc (or set PRIMARY_METRIC in settings.env)")
     if not count.isdigit():
         raise files.ProjectError("N={!r} is not a number".format(count))
-    top = harvest.best_rows(found.rows, metric, mode, int(count))
+    states = harvest.best_states(env)
+    top = harvest.best_rows(found.rows, metric, mode, int(count), states)
     if not top:
-        print("no experiment has metric {!r} yet".format(metric))
+        among = " among {} experiments (STATE=all ranks every one)".format(",".join(sorted(states))) if states else ""
+        print("no experiment has metric {!r} yet{}".format(metric, among))
         return 0
     params = harvest.differing_params(top)
     header = ["rank", "id", metric, "state", "gpu_type"] + params

@@ -11,7 +11,9 @@ Standard library only, Python 3.6+.
 """
 
 import importlib
+import io
 import os
+import signal
 import sys
 
 # command -> (module, function); a second pair is the command's form for a sweep
@@ -42,6 +44,7 @@ JOB_STEPS = {
     "job-record": ("jobrecord", "job_record"),
     "job-id": ("jobrecord", "job_id"),
     "run-local-array": ("submit", "run_local_array_command"),
+    "job-settings": ("files", "job_settings"),
 }
 
 
@@ -58,22 +61,64 @@ def function(package, module, name):
     return getattr(importlib.import_module("{}.{}".format(package.__name__, module)), name)
 
 
+def tolerant_output():
+    """Text the terminal's encoding cannot show (a C locale on Python 3.6) comes
+    out replaced, not as a traceback."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if getattr(stream, "errors", "replace") not in ("strict", "surrogateescape"):
+            continue
+        if hasattr(stream, "reconfigure"):  # Python 3.7+
+            stream.reconfigure(errors="replace")
+        elif hasattr(stream, "buffer"):
+            stream.flush()
+            setattr(sys, name, io.TextIOWrapper(stream.buffer, encoding=stream.encoding, errors="replace",
+                                                line_buffering=stream.line_buffering))
+
+
+def one_line_errors(package, call):
+    """call(); a ProjectError, or as a last resort an OSError (disk full, no
+    permission, read-only file system) naming its file, is one line on stderr
+    and exit status 1."""
+    try:
+        return call()
+    except package.files.ProjectError as exc:
+        print("error: {}".format(exc), file=sys.stderr)
+    except OSError as exc:
+        names = [package.files.display_path(name) for name in (exc.filename, exc.filename2) if name]
+        print("error: {}{}".format(" -> ".join(names) + ": " if names else "", exc.strerror or exc), file=sys.stderr)
+    return 1
+
+
 def main(argv=None, env=None):
-    argv = sys.argv[1:] if argv is None else argv
-    env = os.environ if env is None else env
+    # The Makefile starts this process with Ctrl-C ignored, so that one landing
+    # while Python starts is no traceback; from here on it stops the command with
+    # one line (what was submitted by then is written down: ledger.py).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return run(sys.argv[1:] if argv is None else argv, os.environ if env is None else env)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run(argv, env):
     package = import_runtime()
+    tolerant_output()
     if argv[:1] and argv[0] in JOB_STEPS:
-        return function(package, *JOB_STEPS[argv[0]])(argv[1:], env)
+        step = function(package, *JOB_STEPS[argv[0]])
+        return one_line_errors(package, lambda: step(argv[1:], env))
     if len(argv) != 1 or argv[0] not in COMMANDS:
         print("usage: run.py {}".format(" | ".join(sorted(COMMANDS))), file=sys.stderr)
         return 2
     target = COMMANDS[argv[0]]
     module, name = target[2:] if env.get("SWEEP") and len(target) == 4 else target[:2]
-    try:
+
+    def command():
+        package.files.read_settings(package.files.ROOT)  # every target refuses a settings.env off the grammar
         return function(package, module, name)(env)
-    except package.files.ProjectError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 1
+
+    return one_line_errors(package, command)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import pwd
 import re
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 # ----------------------------------------------------------------- running commands
@@ -29,9 +30,11 @@ class CommandResult(collections.namedtuple("CommandResult", "argv returncode std
         return self.returncode == 0
 
 
-def run_command(argv, timeout=10.0):
+def run_command(argv, timeout=10.0, own_session=False):
     """Run argv (a list, never a shell string) and never raise: missing, failing
-    and hanging commands come back as a CommandResult with returncode/error set."""
+    and hanging commands come back as a CommandResult with returncode/error set.
+    own_session: the command does not get the terminal's Ctrl-C (sbatch must not
+    be killed half-way through a submission)."""
     try:
         proc = subprocess.run(
             argv,
@@ -39,7 +42,10 @@ def run_command(argv, timeout=10.0):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             universal_newlines=True,
+            encoding="utf-8",
+            errors="replace",  # bytes that are not UTF-8 (a node's or user's odd name): never a traceback
             timeout=timeout,
+            start_new_session=own_session,
         )
     except FileNotFoundError:
         return CommandResult(argv, None, "", "", "{} not found".format(argv[0]))
@@ -301,8 +307,12 @@ SACCT_FIELDS = ("JobID", "JobName", "State", "ExitCode", "Elapsed", "NodeList",
                 "Partition", "Account", "AllocTRES", "Submit", "Start", "End", "Reason")
 
 JobInfo = collections.namedtuple(
-    "JobInfo", "job_id state exit_code elapsed node partition account gpu_type gpus submit start end reason"
+    "JobInfo", "job_id state exit_code elapsed node partition account gpu_type gpus submit start end reason "
+    "name restarts history"
 )
+# name: the job's name; restarts: how often SLURM started it again (requeue,
+# preemption, node failure); history: the states its earlier runs ended in
+JobInfo.__new__.__defaults__ = ("", 0, ())
 
 FINAL_STATES = frozenset((
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
@@ -311,8 +321,23 @@ FINAL_STATES = frozenset((
 
 
 def sacct_argv(job_ids):
-    return ["sacct", "--noheader", "--parsable2", "--allocations",
+    """Every run of the jobs (--duplicates: a requeued job has a row per start)."""
+    return ["sacct", "--noheader", "--parsable2", "--allocations", "--duplicates",
             "--jobs=" + ",".join(job_ids), "--format=" + ",".join(SACCT_FIELDS)]
+
+
+def sacct_by_name_argv(names, since):
+    """The jobs named so (expflow's job names carry a submission's token),
+    submitted after the epoch time since (sacct's default is today only)."""
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since))
+    return ["sacct", "--noheader", "--parsable2", "--allocations", "--starttime=" + start,
+            "--name=" + ",".join(names), "--format=" + ",".join(SACCT_FIELDS)]
+
+
+def job_ids_by_name(jobs):
+    """{job name: job id} from parse_sacct's or parse_squeue's answer; an array's
+    tasks all give its id (44_3 -> 44)."""
+    return {info.name: info.job_id.split("_")[0] for info in jobs.values() if info.name}
 
 
 def _blank_time(text):
@@ -355,26 +380,38 @@ def _no_reason(reason):
 def parse_sacct(text):
     """Output of sacct_argv -> {job_id: JobInfo}; step rows (.batch, .extern, .0) skipped.
 
-    "CANCELLED by 0" becomes CANCELLED; ExitCode "3:0" becomes 3; a job killed by a
-    signal keeps exit code 0 as SLURM reports it for the allocation.
+    "CANCELLED by 0" becomes CANCELLED; ExitCode "3:0" becomes 3 and "0:9" (killed
+    by signal 9) stays "0:9". A requeued job has a row per run, oldest first: the
+    last is its state, the earlier ones its restarts and history.
     """
     jobs = {}
     for line in text.splitlines():
         fields = line.split("|")
         if len(fields) != len(SACCT_FIELDS) or "." in fields[0]:
             continue
-        job_id, _name, state, exit_code, elapsed, node, partition, account, tres, submit, start, end, reason = fields
+        job_id, name, state, exit_code, elapsed, node, partition, account, tres, submit, start, end, reason = fields
         gpu_type, gpus = gpus_from_tres(tres)
-        code = exit_code.split(":")[0]
         info = JobInfo(
-            job_id=job_id, state=state.split()[0] if state else "", exit_code=int(code) if code.isdigit() else None,
+            job_id=job_id, state=state.split()[0] if state else "", exit_code=parse_exit_code(exit_code),
             elapsed=elapsed, node="" if node == "None assigned" else node, partition=partition,
             account=account, gpu_type=gpu_type, gpus=gpus, submit=_blank_time(submit),
-            start=_blank_time(start), end=_blank_time(end), reason=_no_reason(reason),
+            start=_blank_time(start), end=_blank_time(end), reason=_no_reason(reason), name=name,
         )
         for task_id in expand_array_id(job_id):
+            earlier = jobs.get(task_id)
+            if earlier is not None:
+                info = info._replace(restarts=earlier.restarts + 1, history=earlier.history + (earlier.state,))
             jobs[task_id] = info._replace(job_id=task_id)
     return jobs
+
+
+def parse_exit_code(text):
+    """sacct's "code:signal" -> the code (an int), or "code:signal" when a signal
+    ended the job; None when there is none."""
+    code, _, killed_by = text.partition(":")
+    if not code.isdigit():
+        return None
+    return "{}:{}".format(code, killed_by) if killed_by not in ("", "0") else int(code)
 
 
 def scontrol_job_argv(job_id):
@@ -399,6 +436,10 @@ def squeue_argv(user):
     return ["squeue", "--noheader", "--user=" + user, "--format=" + SQUEUE_FORMAT]
 
 
+def squeue_by_name_argv(user, names):
+    return ["squeue", "--noheader", "--user=" + user, "--name=" + ",".join(names), "--format=" + SQUEUE_FORMAT]
+
+
 def parse_squeue(text):
     """Output of squeue_argv -> {job_id: JobInfo} for the jobs still queued or running."""
     jobs = {}
@@ -406,13 +447,13 @@ def parse_squeue(text):
         fields = line.strip().split("|")
         if len(fields) != 8:
             continue
-        job_id, _name, state, partition, elapsed, node, reason, tres = fields
+        job_id, name, state, partition, elapsed, node, reason, tres = fields
         gpus = [g for g in parse_gres(tres) if g.name == "gpu"]
         info = JobInfo(
             job_id=job_id, state=state, exit_code=None, elapsed=elapsed, node=node,
             partition=partition, account="", gpu_type=gpus[0].type if gpus else "",
             gpus=sum(g.count for g in gpus), submit="", start="", end="",
-            reason=_no_reason(reason),
+            reason=_no_reason(reason), name=name,
         )
         for task_id in expand_array_id(job_id):
             jobs[task_id] = info._replace(job_id=task_id)
@@ -447,9 +488,12 @@ def check_option(name, value):
     """Return value if it may go on an sbatch command line, else raise ValueError
     naming the setting and the form it takes. Empty means "not set" and passes.
     name is the setting in lower case (gpu_type), as resources dicts hold it."""
-    value = str(value).strip()
     resource = _BY_NAME[name]
-    if value and not re.match(resource.pattern, value):
+    if re.search(r"[\x00-\x1f\x7f]", str(value)):  # a newline, NUL, ...: not even around the value
+        raise ValueError("{}={!r}: a value cannot hold a newline, NUL or other control character".format(
+            resource.key, value))
+    value = str(value).strip()
+    if value and not re.fullmatch(resource.pattern, value):  # fullmatch: "$" would take a final newline
         raise ValueError("{}={!r} is not {}".format(resource.key, value, resource.form))
     return value
 

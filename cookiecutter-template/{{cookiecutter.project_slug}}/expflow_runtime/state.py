@@ -17,7 +17,7 @@ import os
 import re
 from datetime import datetime
 
-from . import configs, files, slurmkit
+from . import configs, files, ledger, reconcile, slurmkit
 
 STAGES = files.STAGES
 # what make resume and sweep-retry take up again
@@ -47,17 +47,21 @@ def number_or_text(text):
         return text
 
 
-def log_metrics(path, patterns):
-    """Metrics a job printed, by the settings' patterns; the last match wins."""
+def log_metrics(path, patterns, problems=None):
+    """Metrics a job printed, by the settings' patterns; the last match wins. A
+    log that cannot be read (permissions) is said in problems when given."""
     found = {}
     try:
-        with open(path, errors="replace") as handle:
+        with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 for pattern in patterns:
                     for match in pattern.finditer(line):
                         found.update((k, number_or_text(v)) for k, v in match.groupdict().items() if v is not None)
-    except OSError:
+    except FileNotFoundError:
         pass
+    except OSError as exc:
+        if problems is not None:
+            problems.append("logs/{}: {}".format(os.path.basename(path), exc.strerror or exc))
     return found
 
 
@@ -74,9 +78,9 @@ def last_json_line(path, chunk=65536):
     for line in reversed(lines):
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
-        if isinstance(record, dict):
+        if isinstance(record, dict) and not files.too_deep(record):
             return record
     return {}
 
@@ -87,7 +91,7 @@ def stage_metrics(path, present, metadata, stage, patterns, problems):
     metrics = {}
     job = files.latest_job(metadata, stage)
     if patterns and job and job.get("log"):
-        metrics.update(log_metrics(os.path.join(path, job["log"]), patterns))
+        metrics.update(log_metrics(os.path.join(path, job["log"]), patterns, problems))
     name, series = "{}_results.json".format(stage), "{}_metrics.jsonl".format(stage)
     results, problem = files.read_json(os.path.join(path, name)) if name in present else (None, "")
     if problem:
@@ -105,28 +109,46 @@ def load_experiment(root, exp_id, patterns=()):
     """One experiment's files -> dict; problems are collected, never raised."""
     path = files.experiment_dir(root, exp_id)
     metadata, problem = files.read_json(os.path.join(path, "metadata.json"))
+    if metadata is not None and not isinstance(metadata, dict):
+        problem = "metadata.json: not a JSON object"
+    unreadable = problem  # its jobs are unknown: its row says so rather than NEW
     problems = [problem] if problem else []
     if not isinstance(metadata, dict):
         metadata = {"jobs": []}
+    metadata["jobs"] = list(metadata.get("jobs", [])) + ledger.journal_jobs(path)
     config, problem = files.read_json(os.path.join(path, "config.json"))
     problems += [problem] if problem else []
     try:
         present = set(os.listdir(path))
-    except OSError:
+    except OSError as exc:
         present = set()
+        problems.append("experiments/{}: {}".format(exp_id, exc.strerror or exc))
     metrics = {}
     for stage in STAGES:
         metrics.update(stage_metrics(path, present, metadata, stage, patterns, problems))
     return {
-        "id": exp_id, "path": path, "metadata": metadata, "records": files.run_records(path),
+        "id": exp_id, "path": path, "metadata": metadata, "records": files.run_records(path, problems),
         "config": configs.flatten(config) if isinstance(config, dict) else {},
-        "metrics": configs.flatten(metrics), "problems": problems,
+        "metrics": configs.flatten(metrics), "problems": problems, "unreadable": unreadable,
     }
 
 
 def load_all(root, settings):
     patterns = metric_patterns(settings)
     return [load_experiment(root, exp_id, patterns) for exp_id in files.list_experiment_ids(root)]
+
+
+def unsubmitted_state(experiment):
+    """The state of an experiment with no job known: NEW, or UNKNOWN when its
+    metadata.json cannot be read (its jobs, if any, are not known)."""
+    return "UNKNOWN" if experiment.get("unreadable") else "NEW"
+
+
+def warn_problems(experiments):
+    """One WARNING line per experiment whose files could not all be read."""
+    for experiment in experiments:
+        if experiment["problems"]:
+            files.warn("experiment {}: {}".format(experiment["id"], "; ".join(experiment["problems"])))
 
 
 def latest_jobs(experiment):
@@ -142,8 +164,9 @@ def latest_jobs(experiment):
 # ----------------------------------------------------------------- asking the scheduler once
 
 def needs_scheduler(job, record):
-    """Files settle COMPLETED and FAILED; a cancelled record may really be a TIMEOUT."""
-    if job.get("backend") != "slurm":
+    """Files settle COMPLETED and FAILED; a cancelled record may really be a TIMEOUT
+    or a requeue."""
+    if job.get("backend") != "slurm" or not job.get("job_id"):
         return False
     return not record or record.get("state") not in ("COMPLETED", "FAILED")
 
@@ -172,12 +195,18 @@ def scheduler_view(job_ids, settings, env):
 
 def merged_job(job, record, info):
     """What we know of one job: scheduler final states win (TIMEOUT, NODE_FAIL),
-    then the job's own final record, then the scheduler's live state."""
+    then the job's own final record, then the scheduler's live state. A record
+    from an earlier run of a requeued job does not count against SLURM's state
+    now (a run cut short by a requeue recorded CANCELLED; the job is PENDING)."""
     record = record or {}
     state = record.get("state", "")
-    if info and (info.state in slurmkit.FINAL_STATES or state not in slurmkit.FINAL_STATES):
+    restarts = info.restarts if info else int(record.get("restart") or 0)
+    earlier_run = info is not None and info.restarts > int(record.get("restart") or 0)
+    if info and (info.state in slurmkit.FINAL_STATES or state not in slurmkit.FINAL_STATES or earlier_run):
         state = info.state
-    if not state:
+    if job.get("unresolved"):
+        state = "SUBMITTING"  # sbatch's answer was lost: reconcile.py is still looking for the job
+    elif not state:
         state = fallback_state(job)
     elif state == "RUNNING" and not info and job.get("backend") == "slurm":
         state = "UNKNOWN"  # not known to the scheduler, and the job never wrote its end
@@ -197,6 +226,7 @@ def merged_job(job, record, info):
         "elapsed": elapsed(record, info),
         "submitted": job.get("submitted", ""), "started": record.get("started", ""),
         "ended": record.get("ended", ""), "reason": reason(job, record, info, state),
+        "restarts": restarts, "history": list(info.history) if info else [],
     }
 
 
@@ -204,6 +234,8 @@ def reason(job, record, info, state):
     """Why a job waits or ended so. sacct fills in a pending job's reason only once
     the scheduler has looked at it; until then a job submitted with afterok is
     known to wait for its dependency."""
+    if job.get("unresolved"):
+        return "sbatch's answer was lost; looking for job {}".format(job.get("job_name", ""))
     if info and info.reason:
         return info.reason
     if state == "PENDING" and job.get("after"):
@@ -248,11 +280,30 @@ def elapsed(record, info):
 
 
 def job_table(experiments, settings, env):
-    """[(experiment, stage, merged job)] with one scheduler call for all of them."""
+    """[(experiment, stage, merged job)] with one scheduler call for all of them
+    (and one more, by job name, when a submission's answer was lost)."""
+    reconcile.settle(experiments, settings, env)
     rows = [(exp, stage, job, record) for exp in experiments for stage, job, record in latest_jobs(exp)]
     # a sweep's task 44_3 is asked for as array 44: sacct shows a pending task only that way
     ask = sorted({str(job["job_id"]).split("_")[0] for _, _, job, record in rows if needs_scheduler(job, record)})
     infos = scheduler_view(ask, settings, env)
     return [(exp, stage, merged_job(job, record, infos.get(str(job["job_id"])))) for exp, stage, job, record in rows]
+
+
+MAY_RUN_EXCEPT = frozenset(("NEW", "LOST"))
+
+
+def may_still_run(job):
+    """Whether SLURM (or this machine) may still run a job: anything not final,
+    UNKNOWN and SUBMITTING included: not knowing is not knowing it ended."""
+    return job["state"] not in slurmkit.FINAL_STATES and job["state"] not in MAY_RUN_EXCEPT
+
+
+def describe_state(job):
+    """"RUNNING (restart 2, after TIMEOUT, PREEMPTED)" for a job SLURM started again."""
+    if not job.get("restarts"):
+        return job["state"]
+    after = ", after " + ", ".join(job["history"]) if job.get("history") else ""
+    return "{} (restart {}{})".format(job["state"], job["restarts"], after)
 
 

@@ -14,10 +14,15 @@ import sys
 import time
 import uuid
 
-from . import configs, files, slurmkit
+from . import configs, files, ledger, slurmkit
 
 ROOT = files.ROOT
-SBATCH_TIMEOUT = 60
+
+
+def sbatch_timeout():
+    """Seconds sbatch may take (EXPFLOW_SBATCH_TIMEOUT, default 60): a busy
+    controller answers late; past this the answer is unknown, not a refusal."""
+    return float(os.environ.get("EXPFLOW_SBATCH_TIMEOUT") or 60)
 
 
 # ----------------------------------------------------------------- creating an experiment
@@ -49,7 +54,8 @@ def write_experiment(exp_id, config, config_text, settings, own_resources, metad
         raise
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise files.ProjectError("could not create experiment {}: {}".format(exp_id, exc)) from None
+        raise files.ProjectError("could not create experiment {} ({}): {}".format(
+            exp_id, files.display_path(target), exc.strerror or exc)) from None
     return target
 
 
@@ -121,11 +127,12 @@ def stage_script(stage):
     return os.path.join("scripts", stage + ".sbatch")
 
 
-def sbatch_argv(stage, exp_id, exp_path, resources, after_job, job_env):
-    """The full sbatch command line for one stage of one experiment."""
+def sbatch_argv(stage, job_name, exp_path, resources, after_job, job_env):
+    """The full sbatch command line for one stage of one experiment. Each run of
+    a job SLURM starts again appends to its log (job-lib.sh marks where)."""
     argv = ["sbatch", "--parsable",
-            "--job-name={}-{}".format(exp_id, stage),
-            "--output={}".format(os.path.join(exp_path, "logs", stage + "-%j.out")),
+            "--job-name={}".format(job_name),
+            "--output={}".format(os.path.join(exp_path, "logs", stage + "-%j.out")), "--open-mode=append",
             "--chdir={}".format(ROOT)]
     argv += slurmkit.resource_options(resources)
     if after_job:
@@ -135,9 +142,17 @@ def sbatch_argv(stage, exp_id, exp_path, resources, after_job, job_env):
     return argv + [stage_script(stage), exp_path]
 
 
+class NoAnswer(files.ProjectError):
+    """sbatch did not answer in time: the job may or may not have been submitted."""
+
+
 def submit_slurm(argv):
-    """Run sbatch; the job id, or a ProjectError with SLURM's reason."""
-    result = slurmkit.run_command(argv, timeout=SBATCH_TIMEOUT)
+    """Run sbatch, out of the terminal's reach (Ctrl-C must not cut a submission in
+    half); the job id, a ProjectError with SLURM's reason, or NoAnswer."""
+    timeout = sbatch_timeout()
+    result = slurmkit.run_command(argv, timeout=timeout, own_session=True)
+    if result.returncode is None and "timed out" in result.error:
+        raise NoAnswer("sbatch did not answer within {:g} s; the job may have been submitted".format(timeout))
     if not result.ok:
         reason = slurmkit.sbatch_rejection_reason(result.stderr) if result.returncode else result.error
         raise files.ProjectError("SLURM rejected the job: {}".format(reason))
@@ -156,16 +171,52 @@ def launch_local(argv, env, log_path):
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def start_local(stage, exp_path, after, job_env):
-    """Run the stage's sbatch script with bash, detached, like a batch job."""
-    job_id = "local-" + uuid.uuid4().hex[:8]
+def start_local(stage, exp_path, after, job_env, job_id):
+    """Run the stage's sbatch script with bash, detached, like a batch job; its pid."""
     env = dict(job_env, EXPFLOW_LOCAL_JOB_ID=job_id)
     if after:
         env["EXPFLOW_AFTER_RUN"] = files.run_record_path(exp_path, after["stage"], after["job_id"])
         env["EXPFLOW_AFTER_PID"] = str(after.get("pid", ""))
-    proc = launch_local(["bash", stage_script(stage), exp_path], env,
+    # run the script as it is now, as sbatch runs its copy: bash reads a script
+    # file while running it, so saving an edit in place would change a running job
+    with open(os.path.join(ROOT, stage_script(stage))) as handle:
+        script = handle.read()
+    proc = launch_local(["bash", "-c", script, stage_script(stage), exp_path], env,
                         os.path.join(exp_path, files.log_name(stage, job_id)))
-    return job_id, proc.pid
+    return proc.pid
+
+
+def submit_recorded(entries, launch, outcome_for=None):
+    """Write each (exp_path, intent) down, launch once (sbatch, or local jobs),
+    then write down each job: with Ctrl-C held meanwhile, so that it leaves no
+    job or recorded ones. What is left unresolved (sbatch's answer lost, the
+    disk full after sbatch) reconcile.py settles later. outcome_for(intent,
+    launched) gives each entry's outcome (an array's task id); by default the
+    launch's answer is every entry's. Returns the jobs (intent and outcome)."""
+    with ledger.interrupts_deferred():
+        written = [(exp_path, ledger.write_intent(exp_path, intent)) for exp_path, intent in entries]
+        try:
+            launched = launch()
+        except NoAnswer as exc:
+            raise files.ProjectError("{} ({}); make status will find it if it was".format(
+                exc, written[0][1]["job_name"])) from None
+        except files.ProjectError as exc:
+            for exp_path, intent in written:
+                ledger.write_outcome(exp_path, intent, "void", {"reason": str(exc)})
+            raise
+        jobs = []
+        for exp_path, intent in written:
+            outcome = outcome_for(intent, launched) if outcome_for else dict(launched)
+            outcome.setdefault("job_id", intent.get("job_id", ""))
+            outcome.update(submitted=files.now_iso(), log=ledger.log_of(intent, outcome["job_id"]))
+            try:
+                ledger.write_outcome(exp_path, intent, "job", outcome)
+            except (OSError, files.ProjectError) as exc:
+                raise files.ProjectError("job {} was submitted, but writing it down failed ({}): make status will "
+                                         "record it once {} can be written".format(outcome["job_id"], exc, exp_path)
+                                         ) from None
+            jobs.append(dict(intent, **outcome))
+    return jobs
 
 
 def print_dry_run(argv, stage):
@@ -210,10 +261,10 @@ def write_index(directory, stage, tasks):
     return path
 
 
-def array_argv(name, stage, index_path, count, resources, log_dir, parallel, dependency):
+def array_argv(job_name, stage, index_path, count, resources, log_dir, parallel, dependency):
     """sbatch for one job array: task i runs line i+1 of index_path."""
-    argv = ["sbatch", "--parsable", "--job-name={}-{}".format(name, stage), "--chdir={}".format(ROOT),
-            "--output={}".format(os.path.join(log_dir, stage + "-%A_%a.out")),
+    argv = ["sbatch", "--parsable", "--job-name={}".format(job_name), "--chdir={}".format(ROOT),
+            "--output={}".format(os.path.join(log_dir, stage + "-%A_%a.out")), "--open-mode=append",
             "--array=0-{}{}".format(count - 1, "%" + parallel if parallel else "")]
     argv += slurmkit.resource_options(resources)
     if dependency:
@@ -273,8 +324,7 @@ def git_snapshot(directory, name):
     if snapshot["dirty"] and commit:
         patch = git_output(["diff", "HEAD", "--binary"]) or ""
         os.makedirs(os.path.join(directory, "git"), exist_ok=True)
-        with open(os.path.join(directory, "git", name + ".patch"), "w") as handle:
-            handle.write(patch)
+        files.write_text_atomic(os.path.join(directory, "git", name + ".patch"), patch)
         snapshot["patch"] = os.path.join("git", name + ".patch")
         snapshot["untracked"] = (git_output(["ls-files", "--others", "--exclude-standard"]) or "").split()
     return snapshot

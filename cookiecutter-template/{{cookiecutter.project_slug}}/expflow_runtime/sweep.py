@@ -10,11 +10,12 @@ experiment on its line of an index file written before submission.
 Standard library only, Python 3.6+.
 """
 
+import functools
 import os
 import socket
 import uuid
 
-from . import configs, files, slurmkit, state, submit, sweepspec
+from . import configs, files, ledger, slurmkit, state, submit, sweepspec
 
 ROOT = files.ROOT
 
@@ -47,7 +48,7 @@ def create_points(spec, settings, env):
             if configs.config_hash(stored_config(existing)) != digest:
                 raise files.ProjectError("{} exists with another config: give the changed sweep a new name".format(
                     exp_id))
-            if files.read_metadata(existing)["jobs"]:
+            if ledger.metadata(existing)["jobs"]:
                 skipped.append((exp_id, "already submitted"))
             else:
                 plan.append((exp_id, None))
@@ -74,19 +75,25 @@ def chunks(items, size):
     return [items[start:start + size] for start in range(0, len(items), size)]
 
 
-def planned_task(exp_id, stage, attempt, backend):
-    """One array task before submission; a local task gets its job id and log now,
-    a SLURM task once sbatch has named the array."""
-    task = {"exp_id": exp_id, "exp_path": files.experiment_dir(ROOT, exp_id), "attempt": attempt}
+def point_intent(exp_id, stage, attempt, backend, array_name, task, common):
+    """What is written down for one point before its array is submitted; a local
+    task gets its job id and log now, a SLURM task once sbatch names the array."""
+    exp_path = files.experiment_dir(ROOT, exp_id)
+    intent = dict(common, stage=stage, attempt=attempt, backend=backend, job_name=array_name, array_task=task,
+                  exp_path=exp_path)
     if backend == "local":
-        task["job_id"] = "local-" + uuid.uuid4().hex[:8]
-        task["log"] = os.path.join(task["exp_path"], files.log_name(stage, task["job_id"]))
-    return task
+        intent["job_id"] = "local-" + uuid.uuid4().hex[:8]
+        intent["log"] = os.path.join(exp_path, files.log_name(stage, intent["job_id"]))
+        intent["log_template"] = files.log_name(stage, "{job_id}")
+    else:
+        log = os.path.join(sweepspec.sweep_dir(common["sweep"]), "logs", stage + "-{job_id}.out")
+        intent["log_template"] = os.path.relpath(log, exp_path)
+    return intent
 
 
 def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None):
-    """Submit exp_ids' stage as job arrays (one unless MaxArraySize splits them)
-    and record each task in its experiment's metadata."""
+    """Submit exp_ids' stage as job arrays (one unless MaxArraySize splits them),
+    each point written down before sbatch runs and its task after (ledger.py)."""
     backend, why = submit.resolve_backend(settings, env)
     # the sweep file's resources live in every point's own settings.env, alike
     own = files.read_settings(files.experiment_dir(ROOT, exp_ids[0]), missing_ok=True)
@@ -101,32 +108,53 @@ def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None
     size = submit.max_array_size(settings) if backend == "slurm" else len(exp_ids) or 1
     submitted = []
     for group in chunks(list(exp_ids), size):
-        tasks = [planned_task(exp_id, stage, attempts.get(exp_id, 1), backend) for exp_id in group]
-        index_path = submit.write_index(directory, stage, tasks)
+        token = ledger.new_token()
+        common = {"token": token, "sweep": name, "resources": resources, "git": git}
+        intents = [point_intent(exp_id, stage, attempts.get(exp_id, 1), backend, ledger.job_name(name, stage, token),
+                                task, common) for task, exp_id in enumerate(group)]
+        index_path = submit.write_index(directory, stage, intents)
         if backend == "slurm":
-            argv = submit.array_argv(name, stage, index_path, len(group), resources, log_dir, parallel, dependency)
+            argv = submit.array_argv(intents[0]["job_name"], stage, index_path, len(group), resources, log_dir,
+                                     parallel, dependency)
             if files.flag(env, "DRY_RUN"):
                 print("DRY_RUN: " + " ".join(argv))
                 continue
-            array_id, pid = submit.submit_slurm(argv), None
-            for number, task in enumerate(tasks):
-                task["job_id"] = "{}_{}".format(array_id, number)
-                task["log"] = os.path.join(log_dir, "{}-{}.out".format(stage, task["job_id"]))
+            launch = functools.partial(submit_array, argv)
         else:
-            array_id, pid = submit.start_local_array(stage, index_path, len(group), parallel or "2")
-        for task in tasks:
-            job = {"stage": stage, "backend": backend, "submitted": files.now_iso(), "resources": resources,
-                   "attempt": task["attempt"], "job_id": task["job_id"], "array_job_id": array_id,
-                   "log": os.path.relpath(task["log"], task["exp_path"]), "git": dict(git)}
-            if "patch" in git:  # one patch for the whole sweep; paths stay relative to the experiment
-                job["git"]["patch"] = os.path.relpath(os.path.join(directory, git["patch"]), task["exp_path"])
-            if pid is not None:
-                job.update(pid=pid, host=socket.gethostname())
-            files.record_job(task["exp_path"], job)
-        submitted.append((array_id, len(group)))
+            launch = functools.partial(start_local_array, stage, index_path, len(group), parallel or "2")
+        entries = []
+        for intent in intents:
+            exp_path = intent.pop("exp_path")
+            entries.append((exp_path, dict(intent, git=point_git(git, directory, exp_path))))
+        jobs = submit.submit_recorded(entries, launch, task_outcome)
+        submitted.append((jobs[0]["array_job_id"], len(group)))
     for array_id, count in submitted:
         print("[OK] submitted {} {} tasks of sweep {} as array {} ({})".format(count, stage, name, array_id, why))
     return submitted
+
+
+def submit_array(argv):
+    return {"array_job_id": submit.submit_slurm(argv)}
+
+
+def start_local_array(stage, index_path, count, parallel):
+    array_id, pid = submit.start_local_array(stage, index_path, count, parallel)
+    return {"array_job_id": array_id, "pid": pid, "host": socket.gethostname()}
+
+
+def point_git(git, directory, exp_path):
+    """One patch for the whole sweep; its path relative to the point's experiment."""
+    if "patch" not in git:
+        return git
+    return dict(git, patch=os.path.relpath(os.path.join(directory, git["patch"]), exp_path))
+
+
+def task_outcome(intent, launched):
+    """A point's job: its array's task (44_3), or its own local job."""
+    outcome = dict(launched)
+    if intent["backend"] == "slurm":
+        outcome["job_id"] = "{}_{}".format(launched["array_job_id"], intent["array_task"])
+    return outcome
 
 
 # ----------------------------------------------------------------- commands

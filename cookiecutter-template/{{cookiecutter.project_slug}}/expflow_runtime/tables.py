@@ -5,15 +5,17 @@ Standard library only, Python 3.6+; imports no other module of the runtime.
 """
 
 import json
+import math
 import shutil
 
 
 def format_value(value):
-    """A value as one cell of CSV or Markdown: floats keep 6 significant digits."""
+    """A value as one cell of CSV or Markdown: floats keep 6 significant digits;
+    NaN and infinities, which are no result, are empty."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return "{:.6g}".format(value)
+        return "{:.6g}".format(value) if math.isfinite(value) else ""
     if isinstance(value, (list, dict)):
         return json.dumps(value, sort_keys=True)
     return "" if value is None else str(value)
