@@ -2,6 +2,8 @@
 local backend's bounded array. The cluster path (one sbatch, job arrays,
 retry, cancel) is in test_slurm_cluster.py."""
 
+import os
+import subprocess
 
 import pytest
 from conftest import make, metadata
@@ -110,3 +112,19 @@ def test_sweep_resources_reach_every_point(bake):
         assert (job["resources"]["partition"], job["resources"]["gpu_type"], job["resources"]["gpus"]) == (
             "h200_tandon", "h200", "2")
         wait_state(project, f"res-{index:04d}", "train", {"COMPLETED"})
+
+
+def test_two_make_sweep_at_once_submit_each_point_once(bake):
+    """The sweep's lock: the second make sweep of the same file either waits out
+    as busy or finds every point submitted; never a second job for a point."""
+    project = bake()
+    sweep_file = write_sweep(project, "twice", GRID)
+    argv = ["make", "--no-print-directory", "sweep", f"SWEEP={sweep_file}"]
+    procs = [subprocess.Popen(argv, cwd=project, env={**os.environ, **LOCAL}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [proc.communicate(timeout=120) + (proc.returncode,) for proc in procs]
+    assert sorted(code for _, _, code in outputs)[0] == 0, outputs
+    for out, err, code in outputs:
+        assert code == 0 or "is busy" in err, (out, err)
+    for index in range(1, 5):
+        assert len(metadata(project, f"twice-{index:04d}")["jobs"]) == 1

@@ -159,25 +159,31 @@ def task_outcome(intent, launched):
 
 # ----------------------------------------------------------------- commands
 
+def sweep_locked(name, what):
+    """The sweep's lock (sweeps/NAME/.lock): two make sweep of one sweep at once
+    would both see its new points as not submitted yet."""
+    os.makedirs(sweepspec.sweep_dir(name), exist_ok=True)
+    return ledger.locked(sweepspec.sweep_dir(name), "sweep " + name, what)
+
+
 def cmd_sweep(env):
     spec = sweepspec.read_sweep_file(env.get("SWEEP", ""))
     settings = files.read_settings(ROOT)
     if files.flag(env, "DRY_RUN"):
         for exp_id, _, values, _ in sweepspec.planned_points(spec):
             print("{}  {}".format(exp_id, sweepspec.point_text(values)))
-    to_submit, skipped = ([], []) if files.flag(env, "DRY_RUN") else create_points(spec, settings, env)
-    for exp_id, why in skipped:
-        print("skipped {}: {}".format(exp_id, why))
-    if files.flag(env, "DRY_RUN"):
         print("DRY_RUN: nothing created or submitted")
         return 0
-    if not to_submit:
-        print("sweep {}: nothing to submit".format(spec["name"]))
-        return 0
-    os.makedirs(sweepspec.sweep_dir(spec["name"]), exist_ok=True)
-    files.write_json_atomic(os.path.join(sweepspec.sweep_dir(spec["name"]), "sweep.json"),
-                            {"name": spec["name"], "file": spec["file"], "updated": files.now_iso()})
-    submit_points(spec["name"], "train", to_submit, {}, env, settings)
+    with sweep_locked(spec["name"], "make sweep"):
+        to_submit, skipped = create_points(spec, settings, env)
+        for exp_id, why in skipped:
+            print("skipped {}: {}".format(exp_id, why))
+        if not to_submit:
+            print("sweep {}: nothing to submit".format(spec["name"]))
+            return 0
+        files.write_json_atomic(os.path.join(sweepspec.sweep_dir(spec["name"]), "sweep.json"),
+                                {"name": spec["name"], "file": spec["file"], "updated": files.now_iso()})
+        submit_points(spec["name"], "train", to_submit, {}, env, settings)
     return 0
 
 
@@ -193,16 +199,28 @@ def sweep_members(name, env, settings):
 
 
 def cmd_retry(env):
+    """Resubmit the points whose training failed, was cancelled or timed out; a
+    point with a job SLURM may still run (its evaluation, say) is left out
+    unless FORCE=1."""
     name = sweepspec.sweep_name(env.get("SWEEP", ""))
     settings = files.read_settings(ROOT)
-    failed = [(exp, jobs["train"]) for exp, jobs in sweep_members(name, env, settings)
-              if "train" in jobs and jobs["train"]["state"] in state.RESUMABLE]
-    if not failed:
-        print("sweep {}: no failed, cancelled or timed-out point".format(name))
-        return 0
-    attempts = {exp["id"]: files.latest_job(exp["metadata"], "train").get("attempt", 1) + 1 for exp, _ in failed}
-    print("retrying {}".format(", ".join("{} ({})".format(exp["id"], job["state"]) for exp, job in failed)))
-    submit_points(name, "train", [exp["id"] for exp, _ in failed], attempts, env, settings)
+    with sweep_locked(name, "make sweep-retry"):
+        failed = []
+        for exp, jobs in sweep_members(name, env, settings):
+            if "train" not in jobs or jobs["train"]["state"] not in state.RESUMABLE:
+                continue
+            live = [job for job in jobs.values() if state.may_still_run(job)]
+            if live and not files.flag(env, "FORCE"):
+                print("skipped {}: job {} may still run (FORCE=1 retries it anyway)".format(
+                    exp["id"], live[0]["job_id"]))
+                continue
+            failed.append((exp, jobs["train"]))
+        if not failed:
+            print("sweep {}: no failed, cancelled or timed-out point".format(name))
+            return 0
+        attempts = {exp["id"]: files.latest_job(exp["metadata"], "train").get("attempt", 1) + 1 for exp, _ in failed}
+        print("retrying {}".format(", ".join("{} ({})".format(exp["id"], job["state"]) for exp, job in failed)))
+        submit_points(name, "train", [exp["id"] for exp, _ in failed], attempts, env, settings)
     return 0
 
 
