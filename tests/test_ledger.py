@@ -236,6 +236,7 @@ def test_archive_refuses_while_slurm_cannot_say_whether_a_job_runs(project):
     job_id = recorded_ids(project, "busy")[0]
     try:
         wait_for(lambda: status_rows(project, user=USER)[("busy", "train")]["STATE"] == "RUNNING", what="RUNNING")
+        wait_for(lambda: (project / "experiments/busy/train_metrics.jsonl").exists(), what="its own record RUNNING")
         down = wrapper_bin(project.parent / "down-bin", {"sacct": "echo 'sacct: error: slurmdbd down' >&2; exit 1\n",
                                                "squeue": "echo 'squeue: error: controller down' >&2; exit 1\n"})
         refused = alice_make(project, "archive", "EXP=busy", env={"PATH": down}, check=False)

@@ -329,8 +329,9 @@ def test_update_of_a_used_0_1_0_project_on_the_cluster(slurm_cluster, legacy_tem
     assert not [p for p in path.rglob("*") if p.owner() != USER and ".git" not in p.parts]
     rows = use_after_update(project, old_rows, old_results, before)
     assert rows[("new1", "train")]["PARTITION"] == "cs"
-    limit = run(["sacct", "--noheader", "--parsable2", "--allocations", "--format=TimeLimit", "--jobs",
-                 rows[("new1", "train")]["JOB"]], cwd=path).stdout.strip()
+    limit = wait_for(lambda: run(["sacct", "--noheader", "--parsable2", "--allocations", "--format=TimeLimit",
+                                  "--jobs", rows[("new1", "train")]["JOB"]], cwd=path).stdout.strip(),
+                     what="accounting to show new1")  # sacct lags sbatch by a moment
     assert limit == MY_TIME  # the edited settings.env reaches the new runtime's sbatch
     results = read_results(project)
     assert (results["done"]["partition"], results["done"]["account"]) == ("cs", facts["default_account"])

@@ -328,19 +328,13 @@ def run_records(exp_path, problems=None):
 
 
 def read_metadata(exp_path):
-    """An experiment's metadata.json, with its list of jobs; unreadable is an error."""
+    """An experiment's metadata.json; unreadable is an error. Its "jobs" are those
+    of projects before 0.2.0 (ledger.metadata adds the journal's)."""
     metadata, problem = read_json(os.path.join(exp_path, "metadata.json"))
     if not isinstance(metadata, dict):
         raise ProjectError("cannot read {}/metadata.json: {}".format(exp_path, problem or "not a JSON object"))
     metadata.setdefault("jobs", [])
     return metadata
-
-
-def record_job(exp_path, job):
-    """Append a submitted job to the experiment's metadata.json."""
-    metadata = read_metadata(exp_path)
-    metadata["jobs"].append(job)
-    write_json_atomic(os.path.join(exp_path, "metadata.json"), metadata)
 
 
 def run_record_path(exp_path, stage, job_id, restart=0):
