@@ -167,6 +167,8 @@ def test_submission_slurm_never_received_is_voided_after_the_bound(project):
     assert status_rows(project, user=USER)[("lost", "train")]["STATE"] == "SUBMITTING"
     refused = alice_make(project, "train", "EXP=lost", check=False)
     assert refused.returncode != 0 and "still being looked for" in refused.stderr
+    logs = alice_make(project, "logs", "EXP=lost", check=False)
+    assert logs.returncode != 0 and "still being looked for" in logs.stderr and "Traceback" not in logs.stderr
     time.sleep(3)
     bound = {"EXPFLOW_UNRESOLVED_SECONDS": "2"}
     rows = status_rows(project, user=USER, env=bound)

@@ -244,6 +244,10 @@ def cmd_cancel(env):
     metadata = ledger.metadata(exp_path)
     live = [files.latest_job(metadata, stage) for stage, job in sorted(jobs.items())
             if job["state"] not in slurmkit.FINAL_STATES and job["job_id"]]
+    for stage, job in sorted(jobs.items()):
+        if job["state"] == "SUBMITTING":
+            files.warn("the {} submission of {} is still being looked for ({}): make cancel again once make "
+                       "status shows its job".format(stage, exp_id, job["reason"]))
     if not live:
         print("experiment {} has no job left to cancel".format(exp_id))
         return 0
@@ -298,6 +302,9 @@ def log_path(env):
     job = files.latest_job(ledger.metadata(exp_path), stage)
     if job is None:
         raise files.ProjectError("experiment {} has no {} job".format(exp_id, stage))
+    if not job.get("log"):
+        raise files.ProjectError("the {} job of {} is still being looked for (sbatch's answer was lost): "
+                                 "make status shows it once found".format(stage, exp_id))
     return os.path.join(exp_path, job["log"]), job
 
 
