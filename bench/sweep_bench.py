@@ -53,6 +53,8 @@ def one_run(root, points, real):
     if real:
         array = out.split(" as array ")[1].split()[0]
         subprocess.run(["scancel", array], check=False)
+    recorded = len(list(project.glob("experiments/*/jobs/*.job.json")))
+    assert recorded == points, f"{recorded} of {points} points recorded"
     return elapsed, len(calls.read_text().splitlines())
 
 
