@@ -15,7 +15,14 @@ from pathlib import Path
 from expflow import __version__
 from expflow.advisor import Access, account_access, check_access, cluster_report, find_project, render
 from expflow.cluster import ClusterFacts
-from expflow.context import build_context, parse_assignments, partition_values, template_defaults
+from expflow.context import (
+    build_context,
+    check_location,
+    parse_assignments,
+    partition_values,
+    targets_slurm,
+    template_defaults,
+)
 from expflow.detect import detect
 from expflow.errors import ExpflowError, UsageError
 
@@ -168,6 +175,7 @@ def run_scaffold(args: argparse.Namespace, ask: Ask) -> int:
     for warning in facts.warnings if facts else ():
         print(f"WARNING: {warning}", file=sys.stderr)
     context = build_context(args.name, facts, overrides)
+    check_location(Path(args.output_dir) / args.name, targets_slurm(context, facts))
     if not args.no_input:
         answers = prompt_overrides(facts, context, ask)
         context = build_context(args.name, facts, {**overrides, **answers})

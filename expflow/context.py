@@ -8,8 +8,10 @@ the defaults are cookiecutter.json's.
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from expflow import runtime
@@ -19,7 +21,14 @@ from expflow.errors import UsageError
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")  # \Z: "$" would take a final newline
 # A newline, NUL or other control character (a tab is fine) cannot be one line of settings.env.
 CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Bytes that are not UTF-8 (an environment variable's, say): Python holds them as lone surrogates.
+SURROGATE = re.compile("[\ud800-\udfff]")
 BACKENDS = ("auto", "slurm", "local")
+# Settings that are whole numbers: (pattern, what is allowed); ASCII digits only.
+NUMBERS = {
+    "max_array_size": (re.compile(r"[1-9][0-9]{0,8}\Z"), "a whole number of at least 1 (digits 0-9)"),
+    "slurm_accounting": (re.compile(r"[01]\Z"), "1 (sacct works) or 0 (accounting disabled)"),
+}
 
 
 def template_defaults() -> dict[str, Any]:
@@ -42,6 +51,28 @@ def check_name(name: str) -> str:
     if not NAME_PATTERN.match(name):
         raise UsageError(f"invalid project name {name!r}: use letters, digits, '.', '_' and '-'")
     return name
+
+
+def check_location(target: str | Path, slurm: bool = True) -> Path:
+    """target, the project's directory, if its jobs can run there: the runtime's
+    rule (values.project_path: no control character, and for SLURM no % or
+    backslash either), on the path as given and as the file system resolves it."""
+    values = runtime.module("values")
+    forbidden = values.PROJECT_PATH_FORBIDDEN if slurm else values.PROJECT_PATH_CONTROL
+    for path in (os.path.abspath(target), os.path.realpath(target)):
+        bad = forbidden.search(path)
+        if bad or SURROGATE.search(path):
+            what = repr(bad.group()) if bad else "bytes that are not UTF-8"
+            raise UsageError(f"cannot create a project at {path!r}: the path holds {what}; sbatch reads % and \\ "
+                             "in a log's path as filename patterns, and a control character breaks job arrays: "
+                             "choose another -o directory")
+    return Path(target)
+
+
+def targets_slurm(context: dict[str, str], facts: ClusterFacts | None) -> bool:
+    """Whether the project's jobs go to SLURM: backend slurm, or auto where SLURM was detected."""
+    backend = context.get("backend", "auto")
+    return backend == "slurm" or backend == "auto" and facts is not None and facts.slurm
 
 
 def detected_values(facts: ClusterFacts) -> dict[str, str]:
@@ -101,15 +132,26 @@ def build_context(name: str, facts: ClusterFacts | None, overrides: dict[str, st
 
 
 def check_text(key: str, value: str) -> str:
-    """value, unless it holds a newline, NUL or other control character."""
+    """value, unless it holds a newline, NUL or other control character, or
+    bytes that are not UTF-8."""
     if CONTROL_CHARACTER.search(str(value)):
         raise UsageError(f"{key}={value!r}: a value cannot hold a newline, NUL or other control character")
+    if SURROGATE.search(str(value)):
+        raise UsageError(f"{key}={value!r}: a value must be UTF-8 text")
     return value
+
+
+def usable_text(value: str) -> bool:
+    """Whether value can be a setting (check_text would take it)."""
+    return not CONTROL_CHARACTER.search(value) and not SURROGATE.search(value)
 
 
 def check_values(context: dict[str, str], facts: ClusterFacts | None) -> None:
     for key, value in context.items():
         check_text(key, value)
+    for key, (pattern, allowed) in NUMBERS.items():
+        if key in context and not pattern.match(context[key]):
+            raise UsageError(f"{key}={context[key]!r} is not {allowed}")
     slurmkit = runtime.module("slurmkit")
     for key in resource_keys():
         try:

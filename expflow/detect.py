@@ -17,6 +17,7 @@ from typing import Any
 
 from expflow import runtime
 from expflow.cluster import ClusterFacts, PartitionFacts
+from expflow.context import usable_text
 
 Runner = Callable[..., Any]  # slurmkit.run_command's signature: (argv, timeout) -> CommandResult
 
@@ -25,19 +26,21 @@ SCRATCH_PATTERNS = ("/scratch/{user}", "/scratch/users/{user}", "/global/scratch
 
 def find_scratch(user: str, env: Mapping[str, str]) -> tuple[str, str]:
     """(directory, source): $SCRATCH, then the usual per-user scratch paths; the
-    first that exists and is writable. ("", "none found") when none is."""
+    first that exists and is writable, and can be a setting (one line of
+    UTF-8 text). ("", "none found") when none is."""
     candidates = [(env["SCRATCH"], "$SCRATCH")] if env.get("SCRATCH") else []
     candidates += [(pattern.format(user=user), pattern) for pattern in SCRATCH_PATTERNS]
     for path, source in candidates:
-        if os.path.isdir(path) and os.access(path, os.W_OK):
+        if usable_text(path) and os.path.isdir(path) and os.access(path, os.W_OK):
             return path, source
     return "", "none found"
 
 
 def find_conda_base(env: Mapping[str, str]) -> str:
-    """Conda's install directory from $CONDA_EXE (set by an activated conda)."""
+    """Conda's install directory from $CONDA_EXE (set by an activated conda);
+    none when the path cannot be a setting (a newline, bytes not UTF-8)."""
     conda_exe = env.get("CONDA_EXE", "")
-    return str(Path(conda_exe).parent.parent) if conda_exe else ""
+    return str(Path(conda_exe).parent.parent) if conda_exe and usable_text(conda_exe) else ""
 
 
 def _probe_slurm(user: str, run: Runner | None, timeout: float) -> dict[str, Any]:
@@ -67,6 +70,9 @@ def detect(
     if not scratch:
         warnings.append("no scratch directory found ($SCRATCH, /scratch/<user>, ...): large files stay in the project")
 
+    for name in ("SCRATCH", "CONDA_EXE"):
+        if env.get(name) and not usable_text(env[name]):
+            warnings.append(f"${name} holds a newline, a control character or bytes that are not UTF-8: not used")
     conda_base = find_conda_base(env)
     sources["conda_base"] = "$CONDA_EXE" if conda_base else "not found"
     facts: dict[str, Any] = {

@@ -17,11 +17,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from cookiecutter.exceptions import CookiecutterException
-from cookiecutter.main import cookiecutter
-
-from expflow.errors import UpdateError
+from expflow.errors import ExpflowError, UpdateError
 from expflow.fileops import tree_files
+from expflow.template import render
 
 LEGACY_DIR = Path(__file__).resolve().parent / "legacy"
 SHIMS_DIR = LEGACY_DIR / "shims"
@@ -60,13 +58,13 @@ def render_legacy(version: str, answers: dict[str, str]) -> dict[str, bytes]:
             path = template / PROJECT_DIR / relpath
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(source)
+        (Path(tmp) / "out").mkdir()
         try:
-            created = cookiecutter(str(template), no_input=True, extra_context=answers,
-                                   output_dir=str(Path(tmp) / "out"), default_config=True)
-        except (CookiecutterException, OSError) as exc:
+            created = render(template, answers, Path(tmp) / "out")
+        except ExpflowError as exc:
             raise UpdateError(f"could not render the {version} template with the project's answers: {exc}") \
                 from exc
-        return {relpath: path.read_bytes() for relpath, path in tree_files(Path(created)).items()}
+        return {relpath: path.read_bytes() for relpath, path in tree_files(created).items()}
 
 
 def machinery_hashes(version: str) -> dict[str, str]:

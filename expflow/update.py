@@ -21,9 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from cookiecutter.exceptions import CookiecutterException
-from cookiecutter.main import cookiecutter
-
 from expflow import merge, migrations
 from expflow.answers import (
     RUNTIME_DIR,
@@ -45,6 +42,7 @@ from expflow.machinery import (
     swap_machinery,
     template_version,
 )
+from expflow.template import render as render_literally
 
 __all__ = ["FileAction", "UpdateReport", "record_scaffold", "update_project"]
 
@@ -199,11 +197,10 @@ def old_release(project: Path, version: str) -> tuple[dict[str, str], dict[str, 
 
 
 def render_template(template: Path, answers: dict[str, str], output: Path, version: str) -> Path:
-    """The new release rendered with the project's answers, through cookiecutter's public API."""
+    """The new release rendered with the project's answers, taken literally (template.render)."""
     try:
-        created = Path(cookiecutter(str(template), no_input=True, extra_context=answers,
-                                    output_dir=str(output), default_config=True))
-    except (CookiecutterException, OSError) as exc:
+        created = render_literally(template, answers, output)
+    except TemplateError as exc:
         raise TemplateError(f"could not render {template} with the project's answers: {exc}") from exc
     remove_pycache(created)
     rendered = (created / RUNTIME_DIR / VERSION_FILE).read_text().strip()

@@ -30,7 +30,7 @@ def read_data(name: str) -> str:
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """HOME and XDG_* in a temp dir (cookiecutter writes its replay there); no
+    """HOME and XDG_* in a temp dir (nothing may be written there); no
     SLURM_/SBATCH_ variables leaking in from a job the tests might run inside."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))

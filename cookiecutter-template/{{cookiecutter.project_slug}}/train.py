@@ -2,7 +2,9 @@
 """Example training code: replace with your own (see README.md, "The job contract").
 
 It shows the contract: read the config, append per-epoch metrics as JSON lines,
-keep a checkpoint to resume from, write final metrics as one JSON object.
+keep a checkpoint to resume from, write final metrics as one JSON object, and
+stop cleanly when asked to (SIGUSR1 or EXPFLOW_STOP_FILE, before the time limit:
+the job is then requeued and resumes from the checkpoint; docs/long-jobs.md).
 Standard library only; runs in a few seconds on a CPU.
 """
 
@@ -10,8 +12,16 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
+
+STOP = []  # set by SIGUSR1: save and exit, the job is requeued and resumes
+
+
+def asked_to_stop():
+    stop_file = os.environ.get("EXPFLOW_STOP_FILE")
+    return bool(STOP) or bool(stop_file and os.path.exists(stop_file))
 
 
 def simulated_epoch(config, epoch):
@@ -45,6 +55,7 @@ def main():
     checkpoint = os.path.join(os.environ["EXPFLOW_CHECKPOINT_DIR"], "last.json")
     first_epoch = load_checkpoint(checkpoint)
     metrics = None
+    signal.signal(signal.SIGUSR1, lambda signum, frame: STOP.append(signum))
     if first_epoch:
         print("resuming at epoch {} (attempt {})".format(first_epoch, os.environ.get("EXPFLOW_ATTEMPT")))
     for epoch in range(first_epoch, config["training"]["epochs"]):
@@ -57,6 +68,9 @@ def main():
             handle.write(json.dumps(metrics) + "\n")
         write_json(checkpoint, metrics)
         print("epoch {epoch}: loss={loss} val_acc={val_acc}".format(**metrics), flush=True)
+        if asked_to_stop() and epoch + 1 < config["training"]["epochs"]:
+            print("saved at epoch {}; stopping to be requeued".format(epoch), flush=True)
+            return 0
     if config.get("fail_with_exit_code"):
         print("failing on purpose (fail_with_exit_code)", file=sys.stderr)
         return int(config["fail_with_exit_code"])

@@ -8,45 +8,81 @@ Standard library only, Python 3.6+.
 import copy
 import hashlib
 import json
+import math
 import re
 
-from . import files
+from . import files, values
 
 
 class YamlSubsetError(files.ProjectError):
     """A config uses YAML beyond what the stdlib reader handles (PyYAML not installed)."""
 
 
-def load_yaml(path):
+def load_yaml(path, name="config"):
     """Read a YAML config: with PyYAML when importable, else with read_yaml_subset.
-    A file that cannot be read or parsed is a ProjectError naming it."""
+    A file that cannot be read or parsed, is not a text file of at most 1 MiB
+    (values.read_text_file), or holds what JSON cannot (a date, a key that is
+    not a string, an alias) is a ProjectError naming it; name: the variable
+    that named the file (FROM, SWEEP)."""
     where = files.display_path(path)
-    try:
-        with open(path, "rb") as handle:
-            text = handle.read().decode("utf-8")
-    except OSError as exc:
-        raise files.ProjectError("cannot read {}: {}".format(where, exc.strerror or exc)) from None
-    except UnicodeDecodeError:
-        raise files.ProjectError("{} is not UTF-8 text".format(where)) from None
+    text = values.read_text_file(path, name)
     try:
         import yaml
     except ImportError:
-        return read_yaml_subset(text, path)
+        return check_data(read_yaml_subset(text, where), where)
     try:
         data = yaml.safe_load(text)
     except (yaml.YAMLError, RecursionError) as exc:
         raise files.ProjectError("{}: not YAML: {}".format(where, " ".join(str(exc).split()))) from None
-    return {} if data is None else data
+    return {} if data is None else check_data(data, where)
 
 
-_INT = re.compile(r"^[-+]?\d+$")
-_FLOAT = re.compile(r"^[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$")
+SCALARS = (str, int, float, bool, type(None))
 
 
-def parse_scalar(text):
-    """A YAML scalar as YAML 1.2 core types it: null, bool, int, float, string."""
+def check_data(data, where):
+    """data, if JSON holds it as it is: mappings with string keys, lists, strings
+    (UTF-8), numbers, booleans, null; each mapping and list once (a YAML alias
+    would share one, and a recursive one would never end)."""
+    seen, level = set(), [data]
+    for _ in range(files.MAX_DEPTH + 1):
+        children = []
+        for item in level:
+            if isinstance(item, SCALARS):
+                if isinstance(item, str) and files.SURROGATE.search(item):
+                    raise files.ProjectError("{}: {!r} is not UTF-8 text".format(where, item))
+                continue
+            if not isinstance(item, (dict, list)):
+                raise files.ProjectError("{}: {!r} is a {}, not a config value: quote it".format(
+                    where, item, type(item).__name__))
+            if id(item) in seen:
+                raise files.ProjectError("{}: uses a YAML alias (&, *): write the value out".format(where))
+            seen.add(id(item))
+            for key in item if isinstance(item, dict) else ():
+                if not isinstance(key, str):
+                    raise files.ProjectError("{}: the key {!r} is not a string: quote it".format(where, key))
+            children += item.values() if isinstance(item, dict) else item
+        if not children:
+            return data
+        level = children
+    raise files.ProjectError("{}: nested more than {} levels deep".format(where, files.MAX_DEPTH))
+
+
+_INT = re.compile(r"[-+]?[0-9]+\Z")
+_FLOAT = re.compile(r"[-+]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?\Z")
+_SPECIAL_FLOATS = {"{}.{}".format(sign, word): float(sign + name) for sign in ("", "+", "-")
+                   for name, words in (("inf", ("inf", "Inf", "INF")), ("nan", ("nan", "NaN", "NAN")))
+                   for word in words if name == "inf" or sign == ""}
+_SINGLE_QUOTED = re.compile(r"'((?:[^']|'')*)'\Z", re.S)
+NULLS = ("", "~", "null", "Null", "NULL")
+
+
+def parse_scalar(text, where="value"):
+    """A YAML scalar as YAML 1.2 core types it: null, bool, int, float (.inf,
+    .nan too), string; a "double-quoted" one is read as JSON. A quoted scalar
+    that is not one (a bad escape, a stray quote) is a ProjectError naming where."""
     text = text.strip()
-    if text in ("", "~", "null", "Null", "NULL"):
+    if text in NULLS:
         return None
     if text in ("true", "True", "TRUE", "false", "False", "FALSE"):
         return text.lower() == "true"
@@ -54,27 +90,77 @@ def parse_scalar(text):
         return int(text)
     if _FLOAT.match(text) and any(c in text for c in ".eE"):
         return float(text)
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return json.loads(text) if text[0] == '"' else text[1:-1].replace("''", "'")
+    if text in _SPECIAL_FLOATS:
+        return _SPECIAL_FLOATS[text]
+    if text[:1] == '"':
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise files.ProjectError("{}: {} is not a valid double-quoted string ({})".format(
+                where, text, str(exc).split(":")[0])) from None
+        if not isinstance(value, str):
+            raise files.ProjectError("{}: {} is not a valid double-quoted string".format(where, text))
+        if files.SURROGATE.search(value):
+            raise files.ProjectError("{}: {} is not UTF-8 text".format(where, text))
+        return value
+    if text[:1] == "'":
+        match = _SINGLE_QUOTED.match(text)
+        if not match:
+            raise files.ProjectError("{}: {} is not a valid single-quoted string (write ' as '')".format(where, text))
+        return match.group(1).replace("''", "'")
     return text
+
+
+def _outside_quotes(line):
+    """(index, char) of each character of line outside quoted scalars: a quote
+    opens one only where a scalar starts; 'it''s' and "a\\"b" stay one."""
+    quote, skip = None, False
+    for index, char in enumerate(line):
+        if skip:
+            skip = False
+        elif quote == '"':
+            skip = char == "\\"
+            quote = None if char == '"' else quote
+        elif quote == "'":
+            skip = char == "'" and line[index + 1:index + 2] == "'"
+            quote = None if char == "'" and not skip else quote
+        elif char in "'\"" and (index == 0 or line[index - 1] in " \t[,"):
+            quote = char
+        else:
+            yield index, char
 
 
 def _strip_comment(line):
     """Remove a trailing # comment that is not inside quotes."""
-    quote = None
-    for index, char in enumerate(line):
-        if char in "'\"" and quote in (None, char):
-            quote = None if quote else char
-        elif char == "#" and quote is None and (index == 0 or line[index - 1] in " \t"):
+    for index, char in _outside_quotes(line):
+        if char == "#" and (index == 0 or line[index - 1] in " \t"):
             return line[:index].rstrip()
     return line.rstrip()
 
 
 def _inline_list(text, where):
-    inner = text.strip()[1:-1].strip()
-    if any(c in inner for c in "[]{}"):
+    """[a, 'b, c', 3] -> a list of scalars (quoted commas are the item's)."""
+    text = text.strip()
+    if not text.endswith("]"):
+        raise YamlSubsetError("{}: a list [...] needs its closing ]".format(where))
+    inner = text[1:-1]
+    cuts = [index for index, char in _outside_quotes(inner) if char == ","]
+    if any(char in "[]{}" for _, char in _outside_quotes(inner)):
         raise YamlSubsetError("{}: nested inline collections need PyYAML".format(where))
-    return [parse_scalar(item) for item in inner.split(",")] if inner else []
+    if not inner.strip():
+        return []
+    items = [inner[start + 1:end] for start, end in zip([-1] + cuts, cuts + [len(inner)])]
+    if any(not item.strip() for item in items):
+        raise YamlSubsetError("{}: an empty item in {}".format(where, text))
+    return [parse_scalar(item, where) for item in items]
+
+
+def _split_key(body, where):
+    """'key: value' -> (key text, value text); a quoted key may hold ': '."""
+    for index, char in _outside_quotes(body):
+        if char == ":" and body[index + 1:index + 2] in ("", " "):
+            return body[:index], body[index + 1:]
+    raise YamlSubsetError("{}: expected 'key: value', got {!r}; install PyYAML for full YAML".format(where, body))
 
 
 def read_yaml_subset(text, source="config"):
@@ -102,21 +188,22 @@ def read_yaml_subset(text, source="config"):
                     raise YamlSubsetError("{}: a list item needs a 'key:' line above it".format(where))
                 parent = owner[last_key] = []
                 stack[-1] = (stack[-1][0], parent)
-            parent.append(parse_scalar(body[1:]))
+            parent.append(parse_scalar(body[1:], where))
             continue
-        key, sep, value = body.partition(":")
-        if not sep or not key.strip() or (value and not value.startswith(" ")):
-            raise YamlSubsetError(
-                "{}: expected 'key: value', got {!r}; install PyYAML for full YAML".format(where, body))
+        key, value = _split_key(body, where)
+        if not key.strip():
+            raise YamlSubsetError("{}: expected 'key: value', got {!r}".format(where, body))
         if not isinstance(parent, dict):
             raise YamlSubsetError("{}: mapping inside a list needs PyYAML".format(where))
-        key, value = parse_scalar(key), value.strip()
-        if value.startswith(("{", "&", "*", "|", ">", "!")):
+        key, value = parse_scalar(key, where), value.strip()
+        if value == "{}":
+            parent[key] = {}
+        elif value.startswith(("{", "&", "*", "|", ">", "!")):
             raise YamlSubsetError("{}: {!r} needs PyYAML".format(where, value))
-        if value.startswith("["):
+        elif value.startswith("["):
             parent[key] = _inline_list(value, where)
         elif value:
-            parent[key] = parse_scalar(value)
+            parent[key] = parse_scalar(value, where)
         else:
             parent[key] = {}
             stack.append((indent, parent[key]))
@@ -136,16 +223,52 @@ def flatten(mapping, prefix=""):
     return flat
 
 
+# A string goes unquoted only when every YAML reader takes it for that same string:
+# a letter or _ first (no number, date, .inf, -, !, &, *, |, >, %, @, `, ...), then
+# letters, digits and _ . / -, and not a word YAML 1.1 or 1.2 reads as a boolean or null.
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*\Z")
+_YAML_WORDS = ("y", "yes", "n", "no", "true", "false", "on", "off", "null")
+# What a YAML reader would take for a line break or refuse as unprintable, and
+# str.splitlines() splits on: written as \uXXXX escapes.
+_YAML_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
+def _escape(match):
+    return "\\u{:04x}".format(ord(match.group()))
+
+
+def _dump_float(value):
+    """A float every YAML reader reads back as that float: 1.0e+16 (YAML 1.1
+    wants the dot and the sign), .inf, -.inf, .nan."""
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    text = repr(value)
+    mantissa, e, exponent = text.partition("e")
+    if e and "." not in mantissa:
+        return "{}.0e{}".format(mantissa, exponent if exponent[:1] in "+-" else "+" + exponent)
+    return text
+
+
 def _dump_scalar(value):
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
         return repr(value)
+    if isinstance(value, float):
+        return _dump_float(value)
     text = str(value)
-    plain = text and text == text.strip() and parse_scalar(text) == text and not any(c in text for c in ":#[]{},'\"")
-    return text if plain else json.dumps(text)
+    if _PLAIN.match(text) and text.lower() not in _YAML_WORDS and parse_scalar(text) == text:
+        return text
+    return _YAML_UNSAFE.sub(_escape, json.dumps(text, ensure_ascii=False))
+
+
+def comment_line(text):
+    """text as one YAML comment line, whatever it holds."""
+    return "# " + _YAML_UNSAFE.sub(_escape, text.replace("\n", "\\n").replace("\r", "\\r")) + "\n"
 
 
 def dump_yaml_subset(mapping, indent=0):
@@ -167,45 +290,42 @@ def dump_yaml_subset(mapping, indent=0):
     return "\n".join(lines) + "\n"
 
 
-def split_keeping_quotes(text):
-    """Split on blanks outside quotes and keep the quotes: name='res net' stays one
-    item, and '50' stays quoted so that it is typed as a string, as in YAML."""
-    items, current, quote = [], [], None
-    for char in text:
-        if quote is None and char.isspace():
-            if current:
-                items.append("".join(current))
-            current = []
-            continue
-        if char in "'\"" and quote in (None, char):
-            quote = None if quote else char
-        current.append(char)
-    if quote:
-        raise files.ProjectError("SET: unclosed {} quote".format(quote))
-    if current:
-        items.append("".join(current))
-    return items
+# A key SET names: dotted parts, none empty, without blanks, quotes or "=".
+SET_KEY = re.compile(r"[^\s.=\"']+(\.[^\s.=\"']+)*\Z")
 
 
-def apply_overrides(config, assignments, allow_new=False):
-    """SET="optimizer.lr=0.01 model.depth=50" -> a new config; values are typed as
-    YAML scalars ([a, b] is a list). An unknown key is an error unless allow_new."""
+def parse_assignments(assignments):
+    """SET="optimizer.lr=0.01 model.depth=50" -> {key: value}; values are typed
+    as YAML scalars ([a, b] is a list); every problem is a ProjectError."""
     files.check_value("SET", assignments)  # a newline would end the line config.yaml records it on
-    values = {}
-    for item in split_keeping_quotes(assignments):
+    parsed = {}
+    for item in values.split_keeping_quotes(assignments, "SET"):
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise files.ProjectError("SET: expected key=value, got {!r}".format(item))
-        values[key] = _inline_list(text, "SET " + key) if text.strip().startswith("[") else parse_scalar(text)
-    return set_values(config, values, allow_new, "SET")
+        if not SET_KEY.match(key):
+            raise files.ProjectError("SET: {!r} is not a config key: dotted names without blanks, quotes or "
+                                     "'=' (optimizer.lr)".format(key))
+        where = "SET " + key
+        parsed[key] = _inline_list(text, where) if text.strip().startswith("[") else parse_scalar(text, where)
+    return parsed
 
 
-def set_values(config, values, allow_new=False, where="SET"):
+def apply_overrides(config, assignments, allow_new=False):
+    """SET="optimizer.lr=0.01 model.depth=50" -> a new config. An unknown key is
+    an error unless allow_new."""
+    return set_values(config, parse_assignments(assignments), allow_new, "SET")
+
+
+def set_values(config, settings, allow_new=False, where="SET"):
     """A copy of config with {dotted.key: value} set; an unknown key is an error
     naming the closest known ones unless allow_new."""
     config = copy.deepcopy(config)
     known = flatten(config)
-    for key, value in values.items():
+    for key, value in settings.items():
+        if not isinstance(key, str) or not SET_KEY.match(key):
+            raise files.ProjectError("{}: {!r} is not a config key: dotted names without blanks, quotes or "
+                                     "'=' (optimizer.lr)".format(where, key))
         if key not in known and not allow_new:
             near = [k for k in known if k.split(".")[-1] == key.split(".")[-1]]
             hint = "; did you mean {}?".format(" or ".join(near)) if near else ""

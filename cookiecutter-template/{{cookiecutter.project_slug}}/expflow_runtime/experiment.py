@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 
-from . import configs, files, ledger, slurmkit, state, submit, tables
+from . import configs, files, ledger, slurmkit, state, submit, tables, values
 
 ROOT = files.ROOT
 STAGES = files.STAGES
@@ -26,25 +26,25 @@ def config_source(env):
     if files.ID_PATTERN.match(source) and os.path.lexists(os.path.join(files.experiments_dir(ROOT), source)):
         return os.path.join(files.experiment_dir(ROOT, source), "config.yaml"), source  # a link: refused
     path = os.path.join(ROOT, source)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise files.ProjectError("FROM={}: no such experiment or config file".format(source))
-    return path, ""
+    return path, ""  # values.read_text_file refuses anything but a text file
 
 
 def create_experiment(exp_id, env, settings):
     """Make experiments/<exp_id> from FROM (or the default config), SET and the
     resource variables on the command line; never touches an existing one."""
     source, parent = config_source(env)
-    config = configs.load_yaml(source)
+    config = configs.load_yaml(source, "FROM")
     if not isinstance(config, dict):
         raise files.ProjectError("config {} must be a mapping of keys to values".format(source))
     overrides = env.get("SET", "")
     if overrides:
         config = configs.apply_overrides(config, overrides, allow_new=files.flag(env, "SET_NEW"))
-        text = "# {} with SET={}\n{}".format(os.path.relpath(source, ROOT), overrides, configs.dump_yaml_subset(config))
+        text = configs.comment_line("{} with SET={}".format(os.path.relpath(source, ROOT), overrides)) + \
+            configs.dump_yaml_subset(config)
     else:
-        with open(source) as handle:
-            text = handle.read()  # the file itself, comments included
+        text = values.read_text_file(source, "FROM")  # the file itself, comments included
     own_resources = {key: env[key] for key in slurmkit.RESOURCE_KEYS if key in env}
     submit.write_experiment(exp_id, config, text, settings, own_resources, {
         "description": env.get("DESC", ""), "config_source": os.path.relpath(source, ROOT), "parent": parent,
@@ -107,7 +107,7 @@ def submit_stage(exp_id, stage, env, settings, jobs, attempt=1):
     backend, why = submit.resolve_backend(settings, env)
     after = eval_dependency(exp_id, jobs) if stage == "eval" else None
     after_entry = after and files.latest_job(metadata, "train")
-    job_env = submit.job_environment(attempt)
+    job_env = dict(submit.job_environment(attempt), **submit.limits_environment(resources))
     token = ledger.new_token()
     intent = {"token": token, "stage": stage, "backend": backend, "resources": resources, "attempt": attempt,
               "job_name": ledger.job_name(exp_id, stage, token), "log_template": files.log_name(stage, "{job_id}")}
@@ -309,10 +309,7 @@ def log_path(env):
 
 
 def line_count(env):
-    text = env.get("N") or "100"
-    if not text.isdigit():
-        raise files.ProjectError("N={!r} is not a number of lines".format(text))
-    return int(text)
+    return values.whole_number("N", env.get("N") or "100")
 
 
 def cmd_logs(env):

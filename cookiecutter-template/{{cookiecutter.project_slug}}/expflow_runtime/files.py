@@ -50,6 +50,7 @@ SETTING_LINE = re.compile(
     r"(?:[ \t]+#.*)?[ \t]*\Z")
 COMMENT_LINE = re.compile(r"[ \t]*(?:#.*)?\Z")
 CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+SURROGATE = re.compile("[\ud800-\udfff]")
 # Names the shell gives a meaning to (code it runs, how it splits words, where it
 # finds commands, read-only ones): a setting may not take them, nor BASH_*.
 RESERVED_SETTINGS = frozenset(("BASHOPTS", "CDPATH", "ENV", "EUID", "GLOBIGNORE", "HOME", "IFS", "LD_AUDIT",
@@ -110,10 +111,13 @@ def read_settings(root, missing_ok=False):
 
 def check_value(name, value):
     """value, unless it holds a newline, NUL or other control character (a tab is
-    fine): such a value cannot be one line of settings.env or of a config."""
+    fine): such a value cannot be one line of settings.env or of a config; nor
+    can bytes that are not UTF-8 (Python hands them over as lone surrogates)."""
     if CONTROL_CHARACTER.search(str(value)):
         raise ProjectError("{}={!r}: a value cannot hold a newline, NUL or other control character".format(
             name, value))
+    if SURROGATE.search(str(value)):
+        raise ProjectError("{}={!r}: a value must be UTF-8 text".format(name, value))
     return value
 
 
@@ -160,14 +164,15 @@ def setting_overrides(settings, environ, keys):
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z: "$" would take a final newline
 
 
-def check_experiment_id(exp_id):
-    """Return exp_id when it is safe as a directory and job name, else raise."""
+def check_experiment_id(exp_id, name=""):
+    """Return exp_id when it is safe as a directory and job name, else raise;
+    name: the variable it came from (EXP), said in the error."""
     if not exp_id:
         raise ProjectError("no experiment given: add EXP=<id>, for example EXP=001")
     if not ID_PATTERN.match(exp_id):
         raise ProjectError(
-            "invalid experiment id {!r}: use letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit".format(exp_id)
+            "invalid experiment id {!r}{}: use letters, digits, '.', '_' and '-' (at most 100), "
+            "starting with a letter or digit".format(exp_id, " (" + name + ")" if name else "")
         )
     return exp_id
 

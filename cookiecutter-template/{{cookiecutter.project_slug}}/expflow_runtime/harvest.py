@@ -11,9 +11,8 @@ import io
 import json
 import math
 import os
-import re
 
-from . import configs, files, state, tables
+from . import configs, files, state, tables, values
 
 STATUS_COLUMNS = ["id", "sweep", "state", "exit_code", "eval_state", "partition", "account", "gpu_type", "gpus",
                   "node", "job_id", "elapsed", "submitted", "started", "ended", "commit", "dirty"]
@@ -66,20 +65,15 @@ def as_number(text):
         return None
 
 
-FILTER_RE = re.compile(r"^([^=!<>]+)(=|!=|>=|<=|>|<)(.*)$")
-
-
 def parse_filter(text, names):
-    """FILTER="state=COMPLETED optimizer.lr<0.1" -> [(column, op, value)]."""
+    """FILTER="state=COMPLETED optimizer.lr<0.1" -> [(column, op, value)]
+    (values.filter_items says what an item may be)."""
     conditions = []
-    for item in configs.split_keeping_quotes(text):
-        match = FILTER_RE.match(item)
-        if not match:
-            raise files.ProjectError("FILTER: expected column=value (or != < > <= >=), got {!r}".format(item))
-        column, op, value = match.groups()
+    for column, op, value in values.filter_items(text):
         if column not in names:
             raise files.ProjectError("FILTER: no column {!r}".format(column))
-        conditions.append((column, op, str(configs.parse_scalar(value)) if value else ""))
+        wanted = configs.parse_scalar(value, "FILTER " + column) if value else ""
+        conditions.append((column, op, tables.format_value(wanted) if not isinstance(wanted, str) else wanted))
     return conditions
 
 
@@ -100,8 +94,7 @@ def matches(record, conditions):
 def sort_pairs(pairs, spec, names):
     """SORT="-val_acc,id" over (texts, natives) pairs: numbers as numbers, text as
     text, empty cells last."""
-    for key in reversed([k for k in spec.split(",") if k]):
-        descending, column = key.startswith("-"), key.lstrip("-+")
+    for column, descending in reversed(values.sort_keys(spec)):
         if column not in names:
             raise files.ProjectError("SORT: no column {!r}".format(column))
         filled = [p for p in pairs if p[0][column] != ""]
@@ -114,9 +107,8 @@ def sort_pairs(pairs, spec, names):
 
 def selected_columns(env):
     """COLUMNS=id,state,val_acc; a plain number is the terminal's width, which
-    shells keep in the same variable."""
-    value = env.get("COLUMNS", "")
-    return "" if value.isdigit() else value
+    shells keep in the same variable (values.column_list)."""
+    return values.column_list(env.get("COLUMNS", ""))
 
 
 def results_view(rows, env):
@@ -130,7 +122,7 @@ def results_view(rows, env):
         pairs.append(({name: tables.format_value(value) for name, value in native.items()}, native))
     conditions = parse_filter(env.get("FILTER", ""), names)
     pairs = sort_pairs([p for p in pairs if matches(p[0], conditions)], env.get("SORT", ""), names)
-    header = [c for c in selected_columns(env).split(",") if c] or names
+    header = selected_columns(env) or names
     unknown = [c for c in header if c not in names]
     if unknown:
         raise files.ProjectError("COLUMNS: no column {}".format(", ".join(repr(c) for c in unknown)))

@@ -88,12 +88,13 @@ setup_environment() {
 }
 
 # Run a command in the Apptainer/Singularity image named by ENV_CONTAINER (with
-# GPUs passed through, and ENV_CONTAINER_OVERLAY mounted read-only), or as is.
+# GPUs passed through, and ENV_CONTAINER_OVERLAY mounted read-only), or as is;
+# either way as this shell's child that signals reach (run_and_wait).
 run_in_environment() {
   local runtime
   local -a options=()
   if [[ -z "${ENV_CONTAINER:-}" ]]; then
-    "$@"
+    run_and_wait "$@"
     return
   fi
   runtime="$(command -v apptainer || command -v singularity || true)"
@@ -107,11 +108,105 @@ run_in_environment() {
   if [[ -n "${ENV_CONTAINER_OVERLAY:-}" ]]; then
     options+=(--overlay "${ENV_CONTAINER_OVERLAY}:ro")
   fi
-  "${runtime}" exec "${options[@]}" "${ENV_CONTAINER}" "$@"
+  run_and_wait "${runtime}" exec "${options[@]}" "${ENV_CONTAINER}" "$@"
+}
+
+# ----------------------------------------------------------------- long jobs
+# Before the time limit (sbatch --signal=B:USR1@TIME_LIMIT_GRACE; on the local
+# backend, a timer of this shell's) the program is asked to save: SIGUSR1, and
+# the file EXPFLOW_STOP_FILE. Once it has exited, the job is requeued and starts
+# again with EXPFLOW_RESUME=1 from the same checkpoints, at most MAX_RESTARTS
+# times; after that it runs on into its time limit and ends TIMEOUT.
+
+# The program runs in the background and this shell waits for it: bash runs a
+# trap only once its foreground command has ended, and the signal must be
+# handled while the program still runs. (A simple command: $! is the program.)
+run_and_wait() {
+  "$@" &
+  EXPFLOW_CHILD=$!
+  local status
+  while :; do
+    wait "${EXPFLOW_CHILD}" && return 0
+    status=$?
+    if ! kill -0 "${EXPFLOW_CHILD}" 2>/dev/null; then
+      return "${status}"
+    fi  # a trap interrupted the wait; the program runs on
+  done
+}
+
+on_time_limit() {
+  if ((EXPFLOW_RESTART >= ${EXPFLOW_MAX_RESTARTS:-0})); then
+    echo "expflow: the time limit is near and no restart is left (MAX_RESTARTS=${EXPFLOW_MAX_RESTARTS:-0})"
+    return 0
+  fi
+  echo "expflow: the time limit is near: asking the program to save (SIGUSR1, ${EXPFLOW_STOP_FILE})"
+  : >"${EXPFLOW_STOP_FILE}"
+  EXPFLOW_REQUEUE=1
+  kill -USR1 "${EXPFLOW_CHILD:-0}" 2>/dev/null || true
+}
+
+# The program has saved and exited: record this run as REQUEUED and start the
+# job again (SLURM: scontrol requeue; local backend: this script once more).
+requeue_job() {
+  local status="$1"
+  stop_local_timer
+  expflow_record finish "${status}" REQUEUE
+  trap - EXIT
+  rm -f "${EXPFLOW_STOP_FILE}"
+  if [[ -n "${SLURM_JOB_ID:-}" ]]; then
+    echo "expflow: requeueing job ${SLURM_JOB_ID} (restart $((EXPFLOW_RESTART + 1)) of at most ${EXPFLOW_MAX_RESTARTS})"
+    scontrol requeue "${SLURM_JOB_ID}"
+    exit 0
+  fi
+  echo "expflow: starting again (restart $((EXPFLOW_RESTART + 1)) of at most ${EXPFLOW_MAX_RESTARTS})"
+  export EXPFLOW_LOCAL_RESTART_COUNT=$((EXPFLOW_RESTART + 1))
+  if [[ -n "${BASH_EXECUTION_STRING:-}" ]]; then  # run as bash -c SCRIPT (the local backend)
+    exec bash -c "${BASH_EXECUTION_STRING}" "$0" "${EXPFLOW_EXP_DIR}"
+  fi
+  exec bash "$0" "${EXPFLOW_EXP_DIR}"
+}
+
+# The local backend has no scheduler to enforce TIME: a timer does, with the
+# same signal and grace, so the contract can be tried on a laptop.
+start_local_timer() {
+  local limit grace
+  EXPFLOW_TIMER=""
+  if [[ -n "${SLURM_JOB_ID:-}" || -z "${EXPFLOW_TIME_LIMIT:-}" ]]; then
+    return 0
+  fi
+  limit="$(expflow_runtime job-seconds "${EXPFLOW_TIME_LIMIT}")"
+  grace="${EXPFLOW_TIME_LIMIT_GRACE:-0}"
+  if ((grace > limit)); then
+    grace="${limit}"
+  fi
+  (
+    trap - EXIT TERM INT
+    sleep "$((limit - grace))"
+    if ((${EXPFLOW_MAX_RESTARTS:-0} > 0 && grace > 0)); then
+      kill -USR1 "$$"
+    fi
+    sleep "${grace}"
+    kill -ALRM "$$"
+  ) &
+  EXPFLOW_TIMER=$!
+}
+
+stop_local_timer() {
+  if [[ -n "${EXPFLOW_TIMER:-}" ]]; then
+    kill "${EXPFLOW_TIMER}" 2>/dev/null || true
+  fi
+}
+
+# The local time limit: the program is stopped and the run ends TIMEOUT.
+on_local_timeout() {
+  echo "expflow: time limit ${EXPFLOW_TIME_LIMIT} reached"
+  kill -TERM "${EXPFLOW_CHILD:-0}" 2>/dev/null || true
+  EXPFLOW_SIGNAL=TIMEOUT
+  exit 143
 }
 
 run_stage() {
-  local stage="$1" exp_dir="$2"
+  local stage="$1" exp_dir="$2" status=0
   shift 2
   load_settings || return 1
 
@@ -127,20 +222,26 @@ run_stage() {
   EXPFLOW_CHECKPOINT_DIR="${EXPFLOW_EXP_DIR}/checkpoints"
   EXPFLOW_ATTEMPT="${EXPFLOW_ATTEMPT:-1}"  # set by make resume, with EXPFLOW_RESUME=1
   EXPFLOW_RESUME="${EXPFLOW_RESUME:-0}"
-  EXPFLOW_RESTART="${SLURM_RESTART_COUNT:-0}"  # SLURM started this job again (requeue, preemption)
+  # SLURM (or the local backend) started this job again: requeue, preemption, node failure
+  EXPFLOW_RESTART="${SLURM_RESTART_COUNT:-${EXPFLOW_LOCAL_RESTART_COUNT:-0}}"
   if ((EXPFLOW_RESTART > 0)); then
     EXPFLOW_RESUME=1  # a restarted run continues from the checkpoints of the run before
   fi
+  EXPFLOW_STOP_FILE="${EXPFLOW_EXP_DIR}/runs/${stage}-${EXPFLOW_JOB_ID}.stop"
+  rm -f "${EXPFLOW_STOP_FILE}"
   export EXPFLOW_STAGE EXPFLOW_EXP_DIR EXPFLOW_EXP_ID EXPFLOW_JOB_ID EXPFLOW_CONFIG \
     EXPFLOW_CONFIG_JSON EXPFLOW_RESULTS EXPFLOW_METRICS EXPFLOW_CHECKPOINT_DIR \
-    EXPFLOW_ATTEMPT EXPFLOW_RESUME EXPFLOW_RESTART
+    EXPFLOW_ATTEMPT EXPFLOW_RESUME EXPFLOW_RESTART EXPFLOW_STOP_FILE
 
   # The EXIT trap records the end in every case; TERM (scancel, time limit,
   # make cancel) and INT are turned into an exit so that the trap runs.
   EXPFLOW_SIGNAL=""
-  trap 'expflow_record finish "$?" "${EXPFLOW_SIGNAL}"' EXIT
+  EXPFLOW_REQUEUE=""
+  trap 'status=$?; stop_local_timer; expflow_record finish "${status}" "${EXPFLOW_SIGNAL}"' EXIT
   trap 'EXPFLOW_SIGNAL=TERM; exit 143' TERM
   trap 'EXPFLOW_SIGNAL=INT; exit 130' INT
+  trap on_time_limit USR1
+  trap on_local_timeout ALRM
 
   # one log per job, appended to by each run of it (sbatch --open-mode=append)
   echo "===== expflow: ${stage} of ${EXPFLOW_EXP_ID}, job ${EXPFLOW_JOB_ID}, attempt ${EXPFLOW_ATTEMPT}," \
@@ -149,5 +250,10 @@ run_stage() {
   setup_environment
   expflow_record environment
   mkdir -p "${EXPFLOW_CHECKPOINT_DIR}"
-  run_in_environment "$@"
+  start_local_timer
+  run_in_environment "$@" || status=$?
+  if [[ -n "${EXPFLOW_REQUEUE}" ]]; then
+    requeue_job "${status}"
+  fi
+  return "${status}"
 }

@@ -134,13 +134,17 @@ def environment(env):
     return 0
 
 
+# how job-lib.sh says a run ended other than by the program's exit code
+ENDED_BY = {"REQUEUE": "REQUEUED", "TIMEOUT": "TIMEOUT"}
+
+
 def finish(env, code, killed_by):
     record = read_record(env)
     if record.get("state") in slurmkit.FINAL_STATES:
         return 0  # already final (a dependency that was never satisfied)
-    state = "COMPLETED" if code == 0 else ("CANCELLED" if killed_by else "FAILED")
+    state = ENDED_BY.get(killed_by) or ("COMPLETED" if code == 0 else ("CANCELLED" if killed_by else "FAILED"))
     record.update(state=state, exit_code=code, ended=files.now_iso())
-    if killed_by:
+    if killed_by and killed_by not in ENDED_BY:
         record["signal"] = killed_by
     files.write_json_atomic(record_path(env), record)
     return 0
@@ -159,6 +163,12 @@ def job_record(argv, env):
         return finish(env, int(argv[1]), argv[2] if len(argv) == 3 else "")
     print(USAGE, file=sys.stderr)
     return 2
+
+
+def job_seconds(argv, env):
+    """run.py job-seconds TIME: a SLURM time in seconds (the local backend's timer)."""
+    print(slurmkit.time_to_seconds(argv[0]) if argv else 0)
+    return 0
 
 
 def job_id(argv, env):

@@ -64,7 +64,8 @@ def cmd_resources(env):
 def check_argv(exp_id, exp_path, resources):
     """make train's own sbatch command line, with --test-only."""
     job_name = ledger.job_name(exp_id, "train", ledger.new_token())
-    argv = submit.sbatch_argv("train", job_name, exp_path, resources, None, submit.job_environment(1))
+    job_env = dict(submit.job_environment(1), **submit.limits_environment(resources))
+    argv = submit.sbatch_argv("train", job_name, exp_path, resources, None, job_env)
     return argv[:1] + ["--test-only"] + argv[1:]
 
 

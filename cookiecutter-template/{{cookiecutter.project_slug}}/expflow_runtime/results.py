@@ -6,7 +6,7 @@ Standard library only, Python 3.6+.
 
 import sys
 
-from . import files, harvest, state, sweepspec, tables
+from . import files, harvest, state, sweepspec, tables, values
 
 # ----------------------------------------------------------------- status
 
@@ -50,13 +50,11 @@ def cmd_results(env):
 def cmd_best(env):
     found = harvest.harvest(env)
     metric, mode = harvest.primary_metric(env, found.settings)
-    count = env.get("N") or "5"
+    count = values.whole_number("N", env.get("N") or "5")
     if not metric:
         raise files.ProjectError("name a metric: make best METRIC=val_acc (or set PRIMARY_METRIC in settings.env)")
-    if not count.isdigit():
-        raise files.ProjectError("N={!r} is not a number".format(count))
     states = harvest.best_states(env)
-    top = harvest.best_rows(found.rows, metric, mode, int(count), states)
+    top = harvest.best_rows(found.rows, metric, mode, count, states)
     if not top:
         among = " among {} experiments (STATE=all ranks every one)".format(",".join(sorted(states))) if states else ""
         print("no experiment has metric {!r} yet{}".format(metric, among))

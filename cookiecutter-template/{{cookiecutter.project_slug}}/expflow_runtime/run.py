@@ -43,6 +43,7 @@ COMMANDS = {
 JOB_STEPS = {
     "job-record": ("jobrecord", "job_record"),
     "job-id": ("jobrecord", "job_id"),
+    "job-seconds": ("jobrecord", "job_seconds"),
     "run-local-array": ("submit", "run_local_array_command"),
     "job-settings": ("files", "job_settings"),
 }
@@ -116,6 +117,7 @@ def run(argv, env):
 
     def command():
         package.files.read_settings(package.files.ROOT)  # every target refuses a settings.env off the grammar
+        function(package, "values", "check_variables")(argv[0], env)  # every value given, before anything runs
         return function(package, module, name)(env)
 
     return one_line_errors(package, command)

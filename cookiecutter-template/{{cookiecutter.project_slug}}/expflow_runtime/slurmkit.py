@@ -479,6 +479,9 @@ RESOURCES = (
     Resource("QOS", "--qos", "a QOS name", r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
     Resource("CONSTRAINT", "--constraint", "a node feature expression such as a100&ib", r"^[A-Za-z0-9_.&|\[\]*,:-]+$"),
     Resource("MAIL_TYPE", "--mail-type", "mail types such as END,FAIL", r"^[A-Z_]+(,[A-Z_]+)*$"),
+    # long jobs: --requeue and --signal=B:USR1@TIME_LIMIT_GRACE while MAX_RESTARTS > 0
+    Resource("TIME_LIMIT_GRACE", "", "a number of seconds such as 300", r"^\d{1,5}$"),
+    Resource("MAX_RESTARTS", "", "a whole number of restarts such as 10 (0: none)", r"^\d{1,4}$"),
 )
 RESOURCE_KEYS = tuple(resource.key for resource in RESOURCES)
 _BY_NAME = {resource.key.lower(): resource for resource in RESOURCES}
@@ -493,7 +496,7 @@ def check_option(name, value):
         raise ValueError("{}={!r}: a value cannot hold a newline, NUL or other control character".format(
             resource.key, value))
     value = str(value).strip()
-    if value and not re.fullmatch(resource.pattern, value):  # fullmatch: "$" would take a final newline
+    if value and not re.fullmatch(resource.pattern, value, re.ASCII):  # "$" takes a final newline; \d "٣"
         raise ValueError("{}={!r} is not {}".format(resource.key, value, resource.form))
     return value
 
@@ -504,7 +507,15 @@ def resource_options(resources):
     options = ["{}={}".format(r.option, resources[r.key.lower()]) for r in RESOURCES
                if r.option and resources.get(r.key.lower())]
     gres = gpu_request(resources.get("gpu_type", ""), resources.get("gpus", ""))
-    return options + (["--gres=" + gres] if gres else [])
+    options += ["--gres=" + gres] if gres else []
+    if requeues(resources):  # told GRACE seconds before the limit, the job saves and requeues itself
+        options += ["--requeue", "--signal=B:USR1@{}".format(int(resources["time_limit_grace"]))]
+    return options
+
+
+def requeues(resources):
+    """Whether a job of these resources saves and requeues itself before its time limit."""
+    return int(resources.get("max_restarts") or 0) > 0 and int(resources.get("time_limit_grace") or 0) > 0
 
 
 def describe_request(resources):

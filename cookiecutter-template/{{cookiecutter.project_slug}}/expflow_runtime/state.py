@@ -236,7 +236,11 @@ def reason(job, record, info, state):
     known to wait for its dependency."""
     if job.get("unresolved"):
         return "sbatch's answer was lost; looking for job {}".format(job.get("job_name", ""))
-    if info and info.reason:
+    restarts = info.restarts if info else int(record.get("restart") or 0)
+    allowed = int(job.get("resources", {}).get("max_restarts") or 0)
+    if state == "TIMEOUT" and allowed and restarts >= allowed:
+        return "WARNING: no restart left (MAX_RESTARTS={}); make resume goes on from the checkpoints".format(allowed)
+    if info and info.reason and state != "RUNNING":  # sacct keeps a restarted job's old BeginTime
         return info.reason
     if state == "PENDING" and job.get("after"):
         return "Dependency"

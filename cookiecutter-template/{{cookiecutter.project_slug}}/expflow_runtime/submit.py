@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 
-from . import configs, files, ledger, slurmkit
+from . import configs, files, ledger, slurmkit, values
 
 ROOT = files.ROOT
 
@@ -102,15 +102,8 @@ def resolve_resources(settings, own, env):
 
 
 def resolve_backend(settings, env):
-    """(backend, why): BACKEND=auto picks slurm when sbatch is on PATH."""
-    choice = (env.get("BACKEND") or settings.get("BACKEND") or "auto").lower()
-    if choice not in ("auto", "slurm", "local"):
-        raise files.ProjectError("BACKEND={!r} is not one of auto, slurm, local".format(choice))
-    if choice != "auto":
-        return choice, "BACKEND={}".format(choice)
-    if shutil.which("sbatch"):
-        return "slurm", "auto: sbatch found"
-    return "local", "auto: no sbatch on PATH, running here"
+    """(backend, why): BACKEND=auto picks slurm when sbatch is on PATH (values.backend)."""
+    return values.backend(settings, env)
 
 
 def describe(resources, backend):
@@ -121,6 +114,19 @@ def job_environment(attempt):
     """What a job is told about its attempt: after the first it resumes from its
     checkpoints. The one place that rule lives (single jobs and array tasks)."""
     return {"EXPFLOW_ATTEMPT": str(attempt), "EXPFLOW_RESUME": "1" if attempt > 1 else "0"}
+
+
+def limits_environment(resources):
+    """What job-lib.sh needs of the effective resources (this experiment's, this
+    call's): the time limit (the local backend's timer), its grace and the
+    restarts left to take (docs/long-jobs.md)."""
+    return {"EXPFLOW_TIME_LIMIT": resources.get("time", ""),
+            "EXPFLOW_TIME_LIMIT_GRACE": resources.get("time_limit_grace", ""),
+            "EXPFLOW_MAX_RESTARTS": resources.get("max_restarts", "") if slurmkit.requeues(resources) else "0"}
+
+
+def exported(job_env):
+    return "--export=ALL," + ",".join("{}={}".format(k, v) for k, v in sorted(job_env.items()))
 
 
 def stage_script(stage):
@@ -138,7 +144,7 @@ def sbatch_argv(stage, job_name, exp_path, resources, after_job, job_env):
     if after_job:
         argv.append("--dependency=afterok:" + after_job)
     if job_env:
-        argv.append("--export=ALL," + ",".join("{}={}".format(k, v) for k, v in sorted(job_env.items())))
+        argv.append(exported(job_env))
     return argv + [stage_script(stage), exp_path]
 
 
@@ -237,11 +243,11 @@ def max_array_size(settings):
     """Tasks one array may hold: MaxArraySize (an index runs from 0 to MaxArraySize-1),
     as detected into settings.env, else asked of SLURM."""
     value = settings.get("MAX_ARRAY_SIZE", "")
-    if value.isdigit() and int(value) > 0:
+    if values.is_count(value) and int(value) > 0:
         return int(value)
     result = slurmkit.run_command(slurmkit.SCONTROL_CONFIG_ARGV, timeout=15)
     found = slurmkit.parse_scontrol_config(result.stdout).get("MaxArraySize", "") if result.ok else ""
-    if not found.isdigit():
+    if not values.is_count(found):
         raise files.ProjectError("MAX_ARRAY_SIZE is not set in settings.env and SLURM did not say its MaxArraySize")
     return int(found)
 
@@ -266,18 +272,18 @@ def array_argv(job_name, stage, index_path, count, resources, log_dir, parallel,
     argv = ["sbatch", "--parsable", "--job-name={}".format(job_name), "--chdir={}".format(ROOT),
             "--output={}".format(os.path.join(log_dir, stage + "-%A_%a.out")), "--open-mode=append",
             "--array=0-{}{}".format(count - 1, "%" + parallel if parallel else "")]
-    argv += slurmkit.resource_options(resources)
+    argv += slurmkit.resource_options(resources) + [exported(limits_environment(resources))]
     if dependency:
         argv.append("--dependency=" + dependency)
     return argv + [ARRAY_TASK_SCRIPT, stage, index_path]
 
 
-def start_local_array(stage, index_path, count, parallel):
+def start_local_array(stage, index_path, count, parallel, resources):
     """The local backend's job array: one detached runner (run.py run-local-array),
     at most `parallel` tasks at a time."""
     argv = [sys.executable, "-I", os.path.join(ROOT, "expflow_runtime", "run.py"), "run-local-array",
             stage, index_path, str(count), str(parallel)]
-    proc = launch_local(argv, {}, None)
+    proc = launch_local(argv, limits_environment(resources), None)
     return "local-array-{}".format(proc.pid), proc.pid
 
 

@@ -15,7 +15,7 @@ import os
 import socket
 import uuid
 
-from . import configs, files, ledger, slurmkit, state, submit, sweepspec
+from . import configs, files, ledger, slurmkit, state, submit, sweepspec, values
 
 ROOT = files.ROOT
 
@@ -41,7 +41,7 @@ def create_points(spec, settings, env):
     completed = {} if files.flag(env, "FORCE") else completed_hashes(env, settings)
     resources = {str(k).upper(): str(v) for k, v in (spec.get("resources") or {}).items()}
     plan, skipped = [], []
-    for exp_id, index, values, config in sweepspec.planned_points(spec):
+    for exp_id, index, point, config in sweepspec.planned_points(spec):
         digest = configs.config_hash(config)
         existing = files.experiment_dir(ROOT, exp_id)
         if os.path.isdir(existing):
@@ -55,16 +55,16 @@ def create_points(spec, settings, env):
         elif digest in completed:
             skipped.append((exp_id, "same config as {}, which COMPLETED (FORCE=1 runs it)".format(completed[digest])))
         else:
-            plan.append((exp_id, (index, values, config, digest)))
+            plan.append((exp_id, (index, point, config, digest)))
     for exp_id, new in plan:
         if new:
-            index, values, config, digest = new
-            text = "# sweep {} point {}: {}\n{}".format(spec["name"], index, sweepspec.point_text(values),
-                                                        configs.dump_yaml_subset(config))
+            index, point, config, digest = new
+            text = configs.comment_line("sweep {} point {}: {}".format(spec["name"], index, sweepspec.point_text(
+                point))) + configs.dump_yaml_subset(config)
             submit.write_experiment(exp_id, config, text, settings, resources, {
                 "description": "sweep {} point {}".format(spec["name"], index), "config_source": spec["file"],
-                "parent": "", "overrides": sweepspec.point_text(values), "sweep": spec["name"], "sweep_index": index,
-                "sweep_values": values, "config_hash": digest,
+                "parent": "", "overrides": sweepspec.point_text(point), "sweep": spec["name"], "sweep_index": index,
+                "sweep_values": point, "config_hash": digest,
             })
     return [exp_id for exp_id, _ in plan], skipped
 
@@ -99,8 +99,8 @@ def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None
     own = files.read_settings(files.experiment_dir(ROOT, exp_ids[0]), missing_ok=True)
     resources = submit.resolve_resources(settings, own, env)
     parallel = env.get("MAX_PARALLEL", "")
-    if parallel and not parallel.isdigit():
-        raise files.ProjectError("MAX_PARALLEL={!r} is not a whole number".format(parallel))
+    if parallel:
+        values.whole_number("MAX_PARALLEL", parallel)  # checked when given too (values.check_variables)
     directory = sweepspec.sweep_dir(name)
     log_dir = os.path.join(directory, "logs")
     os.makedirs(log_dir, exist_ok=True)  # SLURM does not create --output directories
@@ -121,7 +121,7 @@ def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None
                 continue
             launch = functools.partial(submit_array, argv)
         else:
-            launch = functools.partial(start_local_array, stage, index_path, len(group), parallel or "2")
+            launch = functools.partial(start_local_array, stage, index_path, len(group), parallel or "2", resources)
         entries = []
         for intent in intents:
             exp_path = intent.pop("exp_path")
@@ -137,8 +137,8 @@ def submit_array(argv):
     return {"array_job_id": submit.submit_slurm(argv)}
 
 
-def start_local_array(stage, index_path, count, parallel):
-    array_id, pid = submit.start_local_array(stage, index_path, count, parallel)
+def start_local_array(stage, index_path, count, parallel, resources):
+    array_id, pid = submit.start_local_array(stage, index_path, count, parallel, resources)
     return {"array_job_id": array_id, "pid": pid, "host": socket.gethostname()}
 
 
@@ -170,8 +170,8 @@ def cmd_sweep(env):
     spec = sweepspec.read_sweep_file(env.get("SWEEP", ""))
     settings = files.read_settings(ROOT)
     if files.flag(env, "DRY_RUN"):
-        for exp_id, _, values, _ in sweepspec.planned_points(spec):
-            print("{}  {}".format(exp_id, sweepspec.point_text(values)))
+        for exp_id, _, point, _ in sweepspec.planned_points(spec):
+            print("{}  {}".format(exp_id, sweepspec.point_text(point)))
         print("DRY_RUN: nothing created or submitted")
         return 0
     with sweep_locked(spec["name"], "make sweep"):

@@ -1,12 +1,14 @@
 # Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
 """Tables for people: Markdown files and terminal output fitted to its width.
 
-Standard library only, Python 3.6+; imports no other module of the runtime.
+Standard library only, Python 3.6+.
 """
 
 import json
 import math
 import shutil
+
+from . import values
 
 
 def format_value(value):
@@ -65,6 +67,5 @@ def fitted_markdown(header, rows, width):
 
 
 def terminal_width(env):
-    if env.get("COLUMNS", "").isdigit():
-        return int(env["COLUMNS"])
-    return shutil.get_terminal_size((120, 24)).columns
+    """COLUMNS when it is a width (values.terminal_width), else the terminal's."""
+    return values.terminal_width(env) or shutil.get_terminal_size((120, 24)).columns
