@@ -72,6 +72,16 @@ def recorded_ids(project: Path, exp: str) -> list[str]:
     return [str(job["job_id"]).split("_")[0] for job in metadata(project, exp)["jobs"] if job.get("job_id")]
 
 
+def training_job(project: Path, exp: str, partition: str = "cs") -> str:
+    """Submit EXP's training and wait until its program trains (RUNNING in SLURM
+    and its first epoch written); the job id."""
+    alice_make(project, "train", f"EXP={exp}", f"PARTITION={partition}")
+    job_id = recorded_ids(project, exp)[0]
+    wait_for(lambda: status_rows(project, user=USER)[(exp, "train")]["STATE"] == "RUNNING", what="RUNNING")
+    wait_for(lambda: (project / f"experiments/{exp}/train_metrics.jsonl").exists(), what=f"{exp} training")
+    return job_id
+
+
 def quick_config(project: Path, seconds: float = 0.2, epochs: int = 3) -> None:
     config = project / "configs" / "default.yaml"
     text = re.sub(r"seconds_per_epoch: [0-9.]+", f"seconds_per_epoch: {seconds}", config.read_text())
@@ -208,11 +218,8 @@ def test_requeued_job_is_pending_not_cancelled_and_keeps_each_run(project):
     (not CANCELLED 143), resume is refused, and the second run appends to the
     log and writes its own record."""
     quick_config(project, seconds=1, epochs=6)
-    alice_make(project, "train", "EXP=rq", "PARTITION=cs")
-    job_id = recorded_ids(project, "rq")[0]
+    job_id = training_job(project, "rq")
     try:
-        wait_for(lambda: status_rows(project, user=USER)[("rq", "train")]["STATE"] == "RUNNING", what="RUNNING")
-        wait_for(lambda: (project / "experiments/rq/train_metrics.jsonl").exists(), what="the first run training")
         run(["scontrol", "requeue", job_id], cwd=project)
         row = wait_for(lambda: (r := status_rows(project, user=USER)[("rq", "train")])["STATE"].startswith(
             "PENDING") and r, what="PENDING after the requeue")
@@ -234,11 +241,8 @@ def test_archive_refuses_while_slurm_cannot_say_whether_a_job_runs(project):
     """sacct and squeue unreachable: a running job is UNKNOWN, which counts as
     "may still run": archive refuses (FORCE=1 would go on, with a WARNING)."""
     quick_config(project, seconds=30, epochs=2)
-    alice_make(project, "train", "EXP=busy", "PARTITION=cs")
-    job_id = recorded_ids(project, "busy")[0]
+    job_id = training_job(project, "busy")
     try:
-        wait_for(lambda: status_rows(project, user=USER)[("busy", "train")]["STATE"] == "RUNNING", what="RUNNING")
-        wait_for(lambda: (project / "experiments/busy/train_metrics.jsonl").exists(), what="its own record RUNNING")
         down = wrapper_bin(project.parent / "down-bin", {"sacct": "echo 'sacct: error: slurmdbd down' >&2; exit 1\n",
                                                "squeue": "echo 'squeue: error: controller down' >&2; exit 1\n"})
         refused = alice_make(project, "archive", "EXP=busy", env={"PATH": down}, check=False)
@@ -254,10 +258,8 @@ def test_node_failure_is_shown_and_the_job_runs_again(project):
     second run completes. Uses gr001 (partition rtx8000), which it sets down and
     lets return (ReturnToService=2)."""
     quick_config(project, seconds=1, epochs=6)
-    alice_make(project, "train", "EXP=nf", "PARTITION=rtx8000")
-    job_id = recorded_ids(project, "nf")[0]
+    job_id = training_job(project, "nf", partition="rtx8000")
     try:
-        wait_for(lambda: (project / "experiments/nf/train_metrics.jsonl").exists(), what="the first run training")
         run(["scontrol", "update", "nodename=gr001", "state=down", "reason=expflow-test"], cwd=project)
         row = wait_for(lambda: (r := status_rows(project, user=USER)[("nf", "train")])["STATE"].startswith(
             "PENDING") and r, what="PENDING after the node failure")
