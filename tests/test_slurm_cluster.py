@@ -48,7 +48,7 @@ def alice_dir() -> Path:
 
 def cancel_jobs_under(path: Path) -> None:
     """Cancel alice's jobs whose working directory is under path: this test's
-    own, never another run's on a shared cluster (no scancel --user)."""
+    own, never another run's on a shared cluster (never every job of the user)."""
     queued = subprocess.run(["squeue", "--user", USER, "--noheader", "--format=%i|%Z"], capture_output=True,
                             text=True).stdout
     mine = [job_id for job_id, _, work_dir in (line.partition("|") for line in queued.splitlines())

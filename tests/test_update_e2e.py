@@ -35,7 +35,7 @@ from test_update import MACHINERY_0_1, legacy_project
 from expflow.legacy_template import SHIMS_DIR
 
 # fixtures shared with the modules that define them; alice_dir cancels only the
-# jobs that ran from it (never scancel --user: the cluster may be shared)
+# jobs that ran from it (never every job of the user: the cluster may be shared)
 legacy_template = test_update.legacy_template
 alice_site = test_slurm_cluster.alice_site
 alice_dir = test_slurm_cluster.alice_dir

@@ -98,11 +98,11 @@ def eval_dependency(exp_id, jobs):
     return train
 
 
-def submit_stage(exp_id, stage, env, settings, jobs, attempt=1):
+def submit_stage(exp_id, stage, env, settings, current, attempt=1):
     """Submit one stage of an existing experiment, written down before sbatch runs
-    (ledger.py). The caller holds the experiment's lock; jobs is current_jobs'."""
+    (ledger.py). The caller holds the experiment's lock; current is current_jobs'."""
     exp_path = files.experiment_dir(ROOT, exp_id)
-    metadata = ledger.metadata(exp_path)
+    metadata, jobs = current
     resources = submit.resolve_resources(settings, files.read_settings(exp_path, missing_ok=True), env)
     backend, why = submit.resolve_backend(settings, env)
     after = eval_dependency(exp_id, jobs) if stage == "eval" else None
@@ -176,7 +176,8 @@ def submit_new_stage(env, stage):
             raise files.ProjectError("DRY_RUN needs an existing experiment: make new EXP={} first".format(exp_id))
         create_experiment(exp_id, env, settings)
     with ledger.locked(exp_path, exp_id, "make " + stage):
-        jobs = current_jobs(exp_id, settings, env)
+        current = current_jobs(exp_id, settings, env)
+        jobs = current[1]
         previous = jobs.get(stage)
         if previous and previous["state"] == "SUBMITTING":
             raise files.ProjectError("a {} submission of {} is still being looked for ({}); try again in a minute"
@@ -186,7 +187,7 @@ def submit_new_stage(env, stage):
                                      .format(exp_id, stage, previous["job_id"]))
         if previous:
             refuse_while_running(exp_id, jobs, env, "submit another " + stage)
-        return submit_stage(exp_id, stage, env, settings, jobs)
+        return submit_stage(exp_id, stage, env, settings, current)
 
 
 def refuse_while_running(exp_id, jobs, env, what):
@@ -206,9 +207,14 @@ def refuse_while_running(exp_id, jobs, env, what):
 # ----------------------------------------------------------------- state of an experiment
 
 def current_jobs(exp_id, settings, env):
-    """{stage: merged job} for the newest job of each stage (one scheduler call)."""
+    """(its metadata with every job, {stage: merged job} for the newest job of each
+    stage): the experiment read once, settled and merged with one scheduler
+    call. Metadata that cannot be read is an error: its jobs are unknown."""
     experiment = state.load_experiment(ROOT, exp_id)
-    return {stage: job for _, stage, job in state.job_table([experiment], settings, env)}
+    if experiment["unreadable"]:
+        raise files.ProjectError("cannot read experiment {}: {}".format(exp_id, experiment["unreadable"]))
+    jobs = {stage: job for _, stage, job in state.job_table([experiment], settings, env)}
+    return experiment["metadata"], jobs
 
 
 def existing(env):
@@ -225,7 +231,8 @@ def cmd_resume(env):
     settings = files.read_settings(ROOT)
     exp_path = files.experiment_dir(ROOT, exp_id)
     with ledger.locked(exp_path, exp_id, "make resume"):
-        jobs = current_jobs(exp_id, settings, env)
+        current = current_jobs(exp_id, settings, env)
+        metadata, jobs = current
         train = jobs.get("train")
         if train is None:
             raise files.ProjectError("experiment {} was never trained: make train EXP={}".format(exp_id, exp_id))
@@ -233,15 +240,13 @@ def cmd_resume(env):
         if train["state"] not in state.RESUMABLE and not files.flag(env, "FORCE"):
             raise files.ProjectError("train job {} of {} is {}: only {} can be resumed".format(
                 train["job_id"], exp_id, state.describe_state(train), ", ".join(state.RESUMABLE)))
-        attempt = files.latest_job(ledger.metadata(exp_path), "train").get("attempt", 1) + 1
-        return submit_stage(exp_id, "train", env, settings, jobs, attempt=attempt)
+        attempt = files.latest_job(metadata, "train").get("attempt", 1) + 1
+        return submit_stage(exp_id, "train", env, settings, current, attempt=attempt)
 
 
 def cmd_cancel(env):
     exp_id = existing(env)
-    exp_path = files.experiment_dir(ROOT, exp_id)
-    jobs = current_jobs(exp_id, files.read_settings(ROOT), env)
-    metadata = ledger.metadata(exp_path)
+    metadata, jobs = current_jobs(exp_id, files.read_settings(ROOT), env)
     live = [files.latest_job(metadata, stage) for stage, job in sorted(jobs.items())
             if job["state"] not in slurmkit.FINAL_STATES and job["job_id"]]
     for stage, job in sorted(jobs.items()):
@@ -264,7 +269,7 @@ def cmd_archive(env):
     exp_path = files.experiment_dir(ROOT, exp_id)
     target = os.path.join(ROOT, "archive", exp_id)
     with ledger.locked(exp_path, exp_id, "make archive"):
-        jobs = current_jobs(exp_id, files.read_settings(ROOT), env)
+        _, jobs = current_jobs(exp_id, files.read_settings(ROOT), env)
         refuse_while_running(exp_id, jobs, env, "archive it")
         if os.path.lexists(target):
             raise files.ProjectError("archive/{} already exists; nothing moved".format(exp_id))

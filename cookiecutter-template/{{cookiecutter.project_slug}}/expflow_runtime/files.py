@@ -245,11 +245,13 @@ def cannot_write(path, exc):
     return ProjectError("cannot write {}: {}".format(display_path(path), exc.strerror or exc))
 
 
-def write_bytes_atomic(path, data):
+def write_bytes_atomic(path, data, exclusive=False):
     """Write data to a temp file of a unique name in the same directory, then
     rename it over path: a reader sees the old file or the new one, never half of
     one; two writers never share a temp file; on any error (disk full, permission)
-    the temp file is removed and a ProjectError names path."""
+    the temp file is removed and a ProjectError names path. exclusive: create
+    path only if it does not exist yet (a hard link, atomic on NFS and Lustre
+    too); False when it did."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
     except OSError as exc:
@@ -258,7 +260,16 @@ def write_bytes_atomic(path, data):
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), file_mode())  # mkstemp makes 0600 files whatever the umask
             handle.write(data)
-        os.replace(tmp, path)
+        if not exclusive:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
     except BaseException as exc:
         try:
             os.unlink(tmp)

@@ -155,7 +155,12 @@ requeue_job() {
   rm -f "${EXPFLOW_STOP_FILE}"
   if [[ -n "${SLURM_JOB_ID:-}" ]]; then
     echo "expflow: requeueing job ${SLURM_JOB_ID} (restart $((EXPFLOW_RESTART + 1)) of at most ${EXPFLOW_MAX_RESTARTS})"
-    scontrol requeue "${SLURM_JOB_ID}"
+    if ! scontrol requeue "${SLURM_JOB_ID}"; then
+      # the program stopped early and nothing will start it again: not COMPLETED
+      echo "expflow: scontrol requeue failed; the run stopped at its checkpoint (make resume goes on)" >&2
+      expflow_record finish 1 ""
+      exit 1
+    fi
     exit 0
   fi
   echo "expflow: starting again (restart $((EXPFLOW_RESTART + 1)) of at most ${EXPFLOW_MAX_RESTARTS})"

@@ -49,21 +49,9 @@ class Busy(files.ProjectError):
 
 def create_exclusive(path, data):
     """Create path holding data as JSON, whole, unless it exists: True when this
-    call created it. The file gets the mode open() gives (the umask decides)."""
-    tmp = os.path.join(os.path.dirname(path), ".tmp-" + uuid.uuid4().hex)
-    try:
-        with open(tmp, "x") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        raise files.cannot_write(path, exc) from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    call created it."""
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    return files.write_bytes_atomic(path, text.encode("utf-8"), exclusive=True)
 
 
 def new_token():
@@ -139,9 +127,14 @@ def journal_jobs(exp_path):
 
 
 def metadata(exp_path):
-    """metadata.json with "jobs": those it lists itself (projects before 0.2.0),
-    then the journal's."""
-    found = files.read_metadata(exp_path)
+    """metadata.json with its jobs and the journal's (with_journal); unreadable
+    is an error."""
+    return with_journal(files.read_metadata(exp_path), exp_path)
+
+
+def with_journal(found, exp_path):
+    """found (an experiment's metadata) with "jobs": those metadata.json lists
+    itself (projects before 0.2.0), then the journal's."""
     found["jobs"] = list(found.get("jobs", [])) + journal_jobs(exp_path)
     return found
 

@@ -115,7 +115,7 @@ def load_experiment(root, exp_id, patterns=()):
     problems = [problem] if problem else []
     if not isinstance(metadata, dict):
         metadata = {"jobs": []}
-    metadata["jobs"] = list(metadata.get("jobs", [])) + ledger.journal_jobs(path)
+    ledger.with_journal(metadata, path)
     config, problem = files.read_json(os.path.join(path, "config.json"))
     problems += [problem] if problem else []
     try:
