@@ -99,6 +99,8 @@ def partition_values(facts: ClusterFacts, name: str) -> dict[str, str]:
     values = {"gpu_type": "", "gpus": "0"}
     if partition.gpus_per_node:
         values = {"gpu_type": partition.gpu_types[0] if partition.gpu_types else "", "gpus": "1"}
+        if partition.cpus_per_node:  # a GPU's fair share of its node's CPUs
+            values["cpus_per_gpu"] = str(max(1, int(partition.cpus_per_node) // int(partition.gpus_per_node)))
     max_minutes = runtime.module("slurmkit").time_to_minutes(partition.max_time) if partition.max_time else None
     default_time = template_defaults()["time"]
     values["time"] = partition.max_time if max_minutes is not None and max_minutes < 60 else default_time

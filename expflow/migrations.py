@@ -152,6 +152,27 @@ CODEMODS = [
 ]
 
 
+# ----------------------------------------------------------------- answers
+
+# Template values new in a release whose default would change what an existing
+# project asks SLURM for: a project updated across the release gets the value
+# that keeps its old behaviour (0.3.0: CPUs scale with GPUs only when asked to).
+KEEP_BEHAVIOUR: list[tuple[str, dict[str, str]]] = [
+    ("0.3.0", {"cpus_per_gpu": ""}),
+]
+
+
+def complete_answers(answers: dict[str, str], project: str, target: str) -> dict[str, str]:
+    """answers, plus the KEEP_BEHAVIOUR values of the releases between project and
+    target that the project has no answer for."""
+    completed = dict(answers)
+    for version, values in KEEP_BEHAVIOUR:
+        if in_step(version, project, target):
+            for key, value in values.items():
+                completed.setdefault(key, value)
+    return completed
+
+
 def codemod_steps(project: str, target: str) -> list[CodemodStep]:
     return [step for step in CODEMODS if in_step(step.to_version, project, target)]
 

@@ -108,6 +108,7 @@ def update_project(project_dir: Path, *, dry_run: bool = False, force: bool = Fa
         return report
     notes += check_clean(project, force, dry_run)
     answers, base = old_release(project, report.from_version)
+    answers = migrations.complete_answers(answers, report.from_version, report.to_version)
     with tempfile.TemporaryDirectory(prefix="expflow-update-") as tmp:
         render = render_template(template, answers, Path(tmp), report.to_version)
         steps = migrations.codemod_steps(report.from_version, report.to_version)

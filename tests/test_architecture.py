@@ -110,4 +110,5 @@ def test_one_table_of_resource_keys():
         assert re.search(rf"^{key}='{{{{ cookiecutter\.{key.lower()} ", settings, re.M), key
     options = slurmkit.resource_options({key.lower(): "1" for key in keys})
     assert {option.split("=")[0] for option in options} == (
-        {resource.option for resource in slurmkit.RESOURCES if resource.option} | {"--gres", "--requeue", "--signal"})
+        {resource.option for resource in slurmkit.RESOURCES if resource.option}
+        | {"--gres", "--requeue", "--signal", "--ntasks-per-node"})

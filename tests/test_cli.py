@@ -40,6 +40,8 @@ def test_context_follows_the_chosen_partition(torch_facts):
     assert context["account"] == "torch_pr_68_general" and context["scratch_root"] == "/scratch/alice"
     context = build_context("p", torch_facts, {"partition": "h200_tandon"})
     assert (context["gpu_type"], context["gpus"], context["time"]) == ("h200", "1", "01:00:00")
+    assert context["cpus_per_gpu"] == "1"  # 8 CPUs for 8 GPUs on gh001: a GPU's fair share
+    assert build_context("p", torch_facts, {"partition": "rtx8000"})["cpus_per_gpu"] == "2"  # 8 for 4
 
 
 @pytest.mark.parametrize(
@@ -87,7 +89,7 @@ def test_scaffold_asks_with_detected_defaults(tmp_path, monkeypatch, torch_facts
     assert questions[5] == "How do jobs get their Python (none, modules, conda, venv, apptainer) [none]: "
     settings = (tmp_path / "p" / "settings.env").read_text()
     for line in ("PARTITION='l40s_public'", "GPU_TYPE='l40s'", "GPUS='2'", "ACCOUNT='torch_pr_68_tandon_advanced'",
-                 "ENV_MODULES='cuda/12.1 python/3.11'", "CLUSTER='torch'"):
+                 "ENV_MODULES='cuda/12.1 python/3.11'", "CLUSTER='torch'", "CPUS_PER_GPU='2'", "LAUNCHER='none'"):
         assert line in settings.splitlines()
     assert "[OK] created" in capsys.readouterr().out
 

@@ -269,6 +269,8 @@ def test_node_failure_is_shown_and_the_job_runs_again(project):
         run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], cwd=project)
         wait_for(lambda: status_rows(project, user=USER)[("nf", "train")]["STATE"].startswith("COMPLETED"),
                  timeout=150, what="COMPLETED after the restart")
+        log = (project / f"experiments/nf/logs/train-{job_id}.out").read_text()
+        assert "resuming at epoch" in log  # the second run went on from the first one's checkpoint
     finally:
         cancel({job_id})
         run(["scontrol", "update", "nodename=gr001", "state=resume"], cwd=project, check=False)

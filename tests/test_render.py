@@ -19,7 +19,7 @@ RUNTIME_PY = [f"expflow_runtime/{name}.py" for name in (
     "comparison", "sweepspec",
     "submit", "advice", "experiment", "results", "sweep", "resources", "compare", "report", "jobrecord")]
 SCRIPTS = ["scripts/train.sbatch", "scripts/eval.sbatch", "expflow_runtime/sweep-task.sbatch",
-           "expflow_runtime/job-lib.sh"]
+           "expflow_runtime/job-lib.sh", "expflow_runtime/rank-env.sh"]
 USER_FILES = {
     ".gitignore", "Makefile", "README.md", "settings.env", "configs/default.yaml", "configs/sweep-example.yaml",
     "train.py", "eval.py", "scripts/train.sbatch", "scripts/eval.sbatch",

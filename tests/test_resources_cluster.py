@@ -30,7 +30,9 @@ project = cluster.project
 USER = cluster.USER
 alice_make = cluster.alice_make
 ACCOUNTS = ["torch_pr_68_tandon_advanced", "torch_pr_68_general"]
-PARTITIONS = ["cs", "rtx8000", "l40s_public", "h200_tandon"]
+# sinfo's order (tests/cluster/start.sh): access is checked per account and partition
+PARTITIONS = ["cs", "rtx8000", "l40s_public", "h200_tandon", "a100_multi", "preemptible", "priority"]
+TEST_ONLY_CALLS = len(ACCOUNTS) * len(PARTITIONS)
 
 
 def alice_resources(project: Path, *args: str, env: dict[str, str] | None = None) -> dict:
@@ -123,7 +125,8 @@ def test_make_resources_prints_what_slurm_allocated(project, occupied):
 
     (gpus, queue), (report, text) = read_while_unchanged(both)
     rows = {row["partition"]: row for row in report["partitions"]}
-    assert list(rows) == ["cs", "h200_tandon", "l40s_public", "rtx8000"] and report["user"] == USER
+    assert sorted(rows) == sorted(gpus) and report["user"] == USER  # every partition, none twice
+    assert {"cs", "h200_tandon", "l40s_public", "rtx8000", "a100_multi", "preemptible", "priority"} <= set(rows)
     for partition, row in rows.items():
         assert (row["gpus_total"], row["gpus_allocated"]) == gpus[partition], partition
         assert row["gpus_idle"] == gpus[partition][0] - gpus[partition][1], partition
@@ -178,7 +181,7 @@ def test_one_sinfo_and_one_squeue_call_in_all(project, alice_dir, alice_site):
     calls = calls_of(alice_dir, [*expflow, "resources", "--json"], project, PYTHONPATH=str(alice_site))
     assert calls == ["sinfo", "squeue"]
     refresh = calls_of(alice_dir, ["make", "-s", "resources", "REFRESH=1"], project)
-    assert refresh == ["sacctmgr"] + ["sbatch"] * 8 + ["sinfo", "squeue"]
+    assert refresh == ["sacctmgr"] + ["sbatch"] * TEST_ONLY_CALLS + ["sinfo", "squeue"]
 
 
 def test_info_in_the_project_reads_the_access_cache_until_refresh(project, alice_dir, alice_site):
@@ -188,7 +191,8 @@ def test_info_in_the_project_reads_the_access_cache_until_refresh(project, alice
                for entry in access["accounts"])
     expflow = ["/usr/bin/python3", "-m", "expflow", "info"]
     assert "sbatch" not in calls_of(alice_dir, expflow, project, PYTHONPATH=str(alice_site))
-    assert calls_of(alice_dir, [*expflow, "--refresh"], project, PYTHONPATH=str(alice_site)).count("sbatch") == 8
+    refreshed = calls_of(alice_dir, [*expflow, "--refresh"], project, PYTHONPATH=str(alice_site))
+    assert refreshed.count("sbatch") == TEST_ONLY_CALLS
     out = cluster.expflow_as_alice(alice_site, project, "info").stdout
     assert f"access:           [{project}/.expflow/access.json, checked " in out
     assert f"  torch_pr_68_general            {', '.join(PARTITIONS)}" in out.splitlines()

@@ -88,7 +88,8 @@ def test_detection_matches_the_cluster_as_root_and_as_alice(alice_site, alice_di
     for facts, user in ((as_root, "root"), (as_alice, USER)):
         assert facts["user"] == user and facts["cluster"] == "torch" and facts["accounting"] is True
         assert {(p["name"], tuple(p["gpu_types"]), p["gpus_per_node"]) for p in facts["partitions"]} == {
-            ("cs", (), 0), ("rtx8000", ("rtx8000",), 4), ("l40s_public", ("l40s",), 4), ("h200_tandon", ("h200",), 8)}
+            ("cs", (), 0), ("rtx8000", ("rtx8000",), 4), ("l40s_public", ("l40s",), 4), ("h200_tandon", ("h200",), 8),
+            ("a100_multi", ("a100",), 2), ("preemptible", (), 0), ("priority", (), 0)}
         assert facts["default_partition"] == "cs" and facts["default_account"] == "torch_pr_68_general"
         assert sorted(facts["accounts"]) == ["torch_pr_68_general", "torch_pr_68_tandon_advanced"]
         assert facts["max_array_size"] == 1001

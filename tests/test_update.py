@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import DATA, REPO, run
+from conftest import DATA, REPO, TEMPLATE_PROJECT, make, run
 from cookiecutter.main import cookiecutter
 from legacy_data import legacy_json, tarball_files
 
@@ -598,3 +598,36 @@ def test_the_wheel_ships_the_0_1_0_data_and_the_shims(tmp_path):
                  "expflow/legacy/shims/jobrecord.py", "expflow/update.py"):
         assert name in names
 
+
+
+# ----------------------------------------------------------------- from the 0.2.0 release
+
+@pytest.fixture(scope="session")
+def release_0_2_0(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 0.2.0 template as released: `git archive fe66b53 cookiecutter-template`."""
+    root = tmp_path_factory.mktemp("release-0.2.0")
+    with tarfile.open(DATA / "legacy" / "expflow-0.2.0-template.tar.gz") as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(root, filter="data")
+        else:
+            tar.extractall(root)  # noqa: S202 (our own archive)
+    return root / "cookiecutter-template"
+
+
+def test_update_from_0_2_0_keeps_what_jobs_ask_for_and_adds_the_launcher(release_0_2_0, tmp_path, monkeypatch):
+    """A project of the real 0.2.0 release whose user asked for 16 CPUs and 4 GPUs:
+    after the update it has the new machinery and settings (LAUNCHER, CPUS_PER_GPU),
+    and its jobs still ask SLURM for 16 CPUs (no per-GPU scaling it never chose)."""
+    project = project_0_2(release_0_2_0, tmp_path, monkeypatch)
+    assert project_version(project) == "0.2.0" and not (project / "expflow_runtime/rank-env.sh").exists()
+    edit(project / "settings.env", "CPUS='2'", "CPUS='16'")
+    edit(project / "settings.env", "GPUS='0'", "GPUS='4'")
+    commit_all(project, "0.2.0 with my settings")
+    update_project(project)
+    new_version = (TEMPLATE_PROJECT / "expflow_runtime" / "VERSION").read_text().strip()
+    assert project_version(project) == new_version and (project / "expflow_runtime/rank-env.sh").is_file()
+    settings = (project / "settings.env").read_text().splitlines()
+    assert {"CPUS='16'", "GPUS='4'", "LAUNCHER='none'", "CPUS_PER_GPU=''", "MEM_PER_GPU=''"} <= set(settings)
+    make(project, "new", "EXP=a")
+    dry = make(project, "train", "EXP=a", "DRY_RUN=1", env={"BACKEND": "slurm"}).stdout
+    assert "--cpus-per-task=16 " in dry and "--gres=gpu:4 " in dry

@@ -4,7 +4,8 @@
 It shows the contract: read the config, append per-epoch metrics as JSON lines,
 keep a checkpoint to resume from, write final metrics as one JSON object, and
 stop cleanly when asked to (SIGUSR1 or EXPFLOW_STOP_FILE, before the time limit:
-the job is then requeued and resumes from the checkpoint; docs/long-jobs.md).
+the job is then requeued and resumes from the checkpoint; SIGTERM, when preempted
+or cancelled; docs/long-jobs.md).
 Standard library only; runs in a few seconds on a CPU.
 """
 
@@ -16,7 +17,7 @@ import signal
 import sys
 import time
 
-STOP = []  # set by SIGUSR1: save and exit, the job is requeued and resumes
+STOP = []  # SIGUSR1 (time limit near) or SIGTERM (preempted): save and exit; the job resumes
 
 
 def asked_to_stop():
@@ -56,6 +57,7 @@ def main():
     first_epoch = load_checkpoint(checkpoint)
     metrics = None
     signal.signal(signal.SIGUSR1, lambda signum, frame: STOP.append(signum))
+    signal.signal(signal.SIGTERM, lambda signum, frame: STOP.append(signum))  # preempted, cancelled
     if first_epoch:
         print("resuming at epoch {} (attempt {})".format(first_epoch, os.environ.get("EXPFLOW_ATTEMPT")))
     for epoch in range(first_epoch, config["training"]["epochs"]):

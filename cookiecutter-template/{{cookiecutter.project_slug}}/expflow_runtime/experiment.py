@@ -118,12 +118,12 @@ def submit_stage(exp_id, stage, env, settings, current, attempt=1):
                 "train of {} still runs on the local backend; submit eval when it ends".format(exp_id))
         argv = submit.sbatch_argv(stage, intent["job_name"], exp_path, resources, after and after["job_id"], job_env)
         if files.flag(env, "DRY_RUN"):
-            return submit.print_dry_run(argv, stage)
+            return submit.print_dry_run(argv, stage, resources)
         intent.update(sbatch=argv, after=after["job_id"] if after else None)
         launch = functools.partial(submit_one, argv)
     else:
         if files.flag(env, "DRY_RUN"):
-            return submit.print_dry_run(["bash", submit.stage_script(stage), exp_path], stage)
+            return submit.print_dry_run(["bash", submit.stage_script(stage), exp_path], stage, resources)
         intent.update(job_id="local-" + token, host=socket.gethostname())
         launch = functools.partial(start_one, stage, exp_path, after_entry, job_env, intent["job_id"])
     submit.snapshot_config_json(exp_path)

@@ -87,28 +87,58 @@ setup_environment() {
   fi
 }
 
-# Run a command in the Apptainer/Singularity image named by ENV_CONTAINER (with
-# GPUs passed through, and ENV_CONTAINER_OVERLAY mounted read-only), or as is;
-# either way as this shell's child that signals reach (run_and_wait).
-run_in_environment() {
-  local runtime
-  local -a options=()
-  if [[ -z "${ENV_CONTAINER:-}" ]]; then
-    run_and_wait "$@"
-    return
+# LAUNCHER=srun or torchrun (docs/long-jobs.md): the command that starts the
+# program on every node, in two parts (the srun in front of the container, and
+# what runs inside it), and MASTER_ADDR/MASTER_PORT exported, from run.py
+# job-launch. Outside SLURM there is no srun: the program runs once.
+EXPFLOW_LAUNCH_SRUN=()
+EXPFLOW_LAUNCH_INNER=()
+read_launch() {
+  local record
+  if [[ "${EXPFLOW_LAUNCHER:-none}" == none ]]; then
+    return 0
   fi
-  runtime="$(command -v apptainer || command -v singularity || true)"
-  if [[ -z "${runtime}" ]]; then
-    echo "expflow: ENV_CONTAINER is set but neither apptainer nor singularity is on PATH" >&2
+  if [[ -z "${SLURM_JOB_ID:-}" ]]; then
+    echo "expflow: LAUNCHER=${EXPFLOW_LAUNCHER} needs SLURM; on the local backend the program runs once"
+    return 0
+  fi
+  while IFS= read -r -d '' record; do
+    case "${record}" in
+      env:MASTER_ADDR=* | env:MASTER_PORT=*) export "${record#env:}" ;;
+      srun:*) EXPFLOW_LAUNCH_SRUN+=("${record#srun:}") ;;
+      inner:*) EXPFLOW_LAUNCH_INNER+=("${record#inner:}") ;;
+    esac
+  done < <(expflow_runtime job-launch)
+  if ((${#EXPFLOW_LAUNCH_SRUN[@]} == 0)); then
+    echo "expflow: cannot launch with LAUNCHER=${EXPFLOW_LAUNCHER} (see above); nothing was run" >&2
     return 1
   fi
-  if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then
-    options+=(--nv)
+  echo "expflow: launching with ${EXPFLOW_LAUNCH_SRUN[*]} ${EXPFLOW_LAUNCH_INNER[*]}" \
+    "(MASTER_ADDR=${MASTER_ADDR:-} MASTER_PORT=${MASTER_PORT:-})"
+}
+
+# Run a command in the Apptainer/Singularity image named by ENV_CONTAINER (with
+# GPUs passed through, and ENV_CONTAINER_OVERLAY mounted read-only), or as is,
+# started on the job's nodes as LAUNCHER says; either way as this shell's child
+# that signals reach (run_and_wait).
+run_in_environment() {
+  local runtime
+  local -a container=() options=()
+  if [[ -n "${ENV_CONTAINER:-}" ]]; then
+    runtime="$(command -v apptainer || command -v singularity || true)"
+    if [[ -z "${runtime}" ]]; then
+      echo "expflow: ENV_CONTAINER is set but neither apptainer nor singularity is on PATH" >&2
+      return 1
+    fi
+    if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then
+      options+=(--nv)
+    fi
+    if [[ -n "${ENV_CONTAINER_OVERLAY:-}" ]]; then
+      options+=(--overlay "${ENV_CONTAINER_OVERLAY}:ro")
+    fi
+    container=("${runtime}" exec "${options[@]}" "${ENV_CONTAINER}")
   fi
-  if [[ -n "${ENV_CONTAINER_OVERLAY:-}" ]]; then
-    options+=(--overlay "${ENV_CONTAINER_OVERLAY}:ro")
-  fi
-  run_and_wait "${runtime}" exec "${options[@]}" "${ENV_CONTAINER}" "$@"
+  run_and_wait "${EXPFLOW_LAUNCH_SRUN[@]}" "${container[@]}" "${EXPFLOW_LAUNCH_INNER[@]}" "$@"
 }
 
 # ----------------------------------------------------------------- long jobs
@@ -142,7 +172,36 @@ on_time_limit() {
   echo "expflow: the time limit is near: asking the program to save (SIGUSR1, ${EXPFLOW_STOP_FILE})"
   : >"${EXPFLOW_STOP_FILE}"
   EXPFLOW_REQUEUE=1
-  kill -USR1 "${EXPFLOW_CHILD:-0}" 2>/dev/null || true
+  # srun passes SIGUSR1 on to every task; torchrun would die of it: its
+  # workers see only the stop file
+  if [[ "${EXPFLOW_LAUNCHER:-none}" != torchrun ]]; then
+    kill -USR1 "${EXPFLOW_CHILD:-0}" 2>/dev/null || true
+  fi
+}
+
+# scancel, preemption, make cancel: SIGTERM. SLURM signals the program too and
+# kills what is left KillWait seconds later; the run ends when the program does,
+# so that a program that saves on SIGTERM can finish saving. The local backend
+# has no SLURM to kill it: a timer does, after EXPFLOW_LOCAL_KILL_WAIT seconds.
+on_terminate() {
+  local killer=""
+  EXPFLOW_SIGNAL=TERM
+  if [[ -n "${EXPFLOW_CHILD:-}" ]]; then
+    kill -TERM "${EXPFLOW_CHILD}" 2>/dev/null || true
+    if [[ -z "${SLURM_JOB_ID:-}" ]]; then
+      (
+        trap - EXIT TERM INT
+        sleep "${EXPFLOW_LOCAL_KILL_WAIT:-30}"
+        kill -KILL "${EXPFLOW_CHILD}" 2>/dev/null || true
+      ) &
+      killer=$!
+    fi
+    wait "${EXPFLOW_CHILD}" 2>/dev/null || true
+    if [[ -n "${killer}" ]]; then
+      kill "${killer}" 2>/dev/null || true
+    fi
+  fi
+  exit 143
 }
 
 # The program has saved and exited: record this run as REQUEUED and start the
@@ -243,7 +302,7 @@ run_stage() {
   EXPFLOW_SIGNAL=""
   EXPFLOW_REQUEUE=""
   trap 'status=$?; stop_local_timer; expflow_record finish "${status}" "${EXPFLOW_SIGNAL}"' EXIT
-  trap 'EXPFLOW_SIGNAL=TERM; exit 143' TERM
+  trap on_terminate TERM
   trap 'EXPFLOW_SIGNAL=INT; exit 130' INT
   trap on_time_limit USR1
   trap on_local_timeout ALRM
@@ -255,6 +314,7 @@ run_stage() {
   setup_environment
   expflow_record environment
   mkdir -p "${EXPFLOW_CHECKPOINT_DIR}"
+  read_launch
   start_local_timer
   run_in_environment "$@" || status=$?
   if [[ -n "${EXPFLOW_REQUEUE}" ]]; then

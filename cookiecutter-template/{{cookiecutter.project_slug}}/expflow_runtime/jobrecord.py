@@ -5,6 +5,7 @@
     run.py job-record environment           after it: packages, modules, GPUs
     run.py job-record finish CODE [SIGNAL]  from the EXIT trap
     run.py job-id                           the id the job records itself under
+    run.py job-launch                       how LAUNCHER starts the program
 
 Each writes EXP_DIR/runs/STAGE-JOB.json (temp file + rename); the package list
 goes beside it as STAGE-JOB.packages.txt. Everything it needs comes from
@@ -174,4 +175,29 @@ def job_seconds(argv, env):
 def job_id(argv, env):
     """run.py job-id: the id this job records itself under (files.job_id_from_env)."""
     print(files.job_id_from_env(env))
+    return 0
+
+
+def first_node(env):
+    """The job's first node (MASTER_ADDR), as `scontrol show hostnames` lists them."""
+    nodelist = env.get("SLURM_JOB_NODELIST", "")
+    if nodelist:
+        result = slurmkit.run_command(slurmkit.hostnames_argv(nodelist))
+        names = result.stdout.split() if result.ok else []
+        if names:
+            return names[0]
+    return env.get("SLURMD_NODENAME") or socket.gethostname()
+
+
+def job_launch(argv, env):
+    """run.py job-launch: for job-lib.sh, NUL-terminated records "env:NAME=VALUE"
+    (MASTER_ADDR, MASTER_PORT), "srun:ARG" and "inner:ARG" (slurmkit.launch_parts)."""
+    resources = {"launcher": env.get("EXPFLOW_LAUNCHER", ""), "nodes": env.get("EXPFLOW_NODES", ""),
+                 "gpus": env.get("EXPFLOW_GPUS", "")}
+    job_id = env.get("SLURM_JOB_ID", "")
+    address, port = first_node(env), slurmkit.master_port(job_id)
+    on_nodes, inner = slurmkit.launch_parts(resources, job_id, address, port)
+    records = ["env:MASTER_ADDR=" + address, "env:MASTER_PORT={}".format(port)]
+    records += ["srun:" + arg for arg in on_nodes] + ["inner:" + arg for arg in inner]
+    sys.stdout.write("".join(record + "\0" for record in records))
     return 0

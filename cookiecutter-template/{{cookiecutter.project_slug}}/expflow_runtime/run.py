@@ -44,6 +44,7 @@ JOB_STEPS = {
     "job-record": ("jobrecord", "job_record"),
     "job-id": ("jobrecord", "job_id"),
     "job-seconds": ("jobrecord", "job_seconds"),
+    "job-launch": ("jobrecord", "job_launch"),
     "run-local-array": ("submit", "run_local_array_command"),
     "job-settings": ("files", "job_settings"),
 }

@@ -473,8 +473,13 @@ RESOURCES = (
     Resource("GPU_TYPE", "", "a GPU type such as h200", r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
     Resource("GPUS", "", "a whole number of GPUs per node, such as 1", r"^\d{1,3}$"),
     Resource("NODES", "--nodes", "a whole number of nodes, at least 1", r"^[1-9]\d{0,3}$"),
+    # how the program starts on the nodes: task_layout() and launch_argv()
+    Resource("LAUNCHER", "", "none, srun (one task per GPU) or torchrun (one per node)", r"^(none|srun|torchrun)$"),
     Resource("CPUS", "--cpus-per-task", "a whole number of CPUs per task, at least 1", r"^[1-9]\d{0,3}$"),
     Resource("MEM", "--mem", "a memory size such as 16G or 8000M", r"^[1-9]\d*[KMGT]?$"),
+    # with GPUs, these replace CPUS and MEM: they scale with the GPUs of a task, a node
+    Resource("CPUS_PER_GPU", "", "a whole number of CPUs per GPU such as 4", r"^[1-9]\d{0,3}$"),
+    Resource("MEM_PER_GPU", "", "a memory size per GPU such as 32G", r"^[1-9]\d*[KMGT]?$"),
     Resource("TIME", "--time", "a SLURM time such as 04:00:00 or 1-00:00:00", r"^(\d+-)?\d+(:\d{2}){0,2}$"),
     Resource("QOS", "--qos", "a QOS name", r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
     Resource("CONSTRAINT", "--constraint", "a node feature expression such as a100&ib", r"^[A-Za-z0-9_.&|\[\]*,:-]+$"),
@@ -503,14 +508,82 @@ def check_option(name, value):
 
 def resource_options(resources):
     """{partition: .., gpus: .., ...} (lower-case keys) -> sbatch options for the
-    values that are set; GPUs as one --gres."""
-    options = ["{}={}".format(r.option, resources[r.key.lower()]) for r in RESOURCES
-               if r.option and resources.get(r.key.lower())]
+    values that are set; GPUs (per node) as one --gres, tasks, CPUs and memory as
+    task_layout() says."""
+    tasks_per_node, cpus, mem = task_layout(resources)
+    effective = dict(resources, cpus=cpus, mem=mem)
+    options = ["{}={}".format(r.option, effective[r.key.lower()]) for r in RESOURCES
+               if r.option and effective.get(r.key.lower())]
+    if launcher(resources) != "none":
+        options.append("--ntasks-per-node={}".format(tasks_per_node))
     gres = gpu_request(resources.get("gpu_type", ""), resources.get("gpus", ""))
     options += ["--gres=" + gres] if gres else []
     if requeues(resources):  # told GRACE seconds before the limit, the job saves and requeues itself
         options += ["--requeue", "--signal=B:USR1@{}".format(int(resources["time_limit_grace"]))]
     return options
+
+
+def launcher(resources):
+    return resources.get("launcher") or "none"
+
+
+def task_layout(resources):
+    """(tasks per node, CPUs per task, memory per node) of a request. LAUNCHER=srun
+    runs one task per GPU, the others one task per node. With GPUs, CPUS_PER_GPU and
+    MEM_PER_GPU (when set) scale with the GPUs of a task and of a node, so a 4-GPU
+    job is not left with the 2 CPUs of a 1-GPU one; else CPUS and MEM hold."""
+    gpus = int(resources.get("gpus") or 0)
+    tasks = gpus if launcher(resources) == "srun" and gpus > 0 else 1
+    cpus, mem = resources.get("cpus", ""), resources.get("mem", "")
+    if gpus and resources.get("cpus_per_gpu"):
+        cpus = str(int(resources["cpus_per_gpu"]) * (gpus // tasks))
+    if gpus and resources.get("mem_per_gpu"):
+        mem = scale_memory(resources["mem_per_gpu"], gpus)
+    return tasks, cpus, mem
+
+
+def scale_memory(size, factor):
+    """"16G" times 4 -> "64G": a SLURM memory size (no unit: megabytes) scaled."""
+    match = re.fullmatch(r"(\d+)([KMGT]?)", size)
+    return "{}{}".format(int(match.group(1)) * factor, match.group(2))
+
+
+MASTER_PORT_RULE = "15000 + the job id modulo 15000"
+
+
+def master_port(job_id):
+    """The rendezvous port of a multi-task job (MASTER_PORT_RULE): from its id, so
+    two jobs sharing a node do not collide, below Linux's ephemeral ports (32768+)."""
+    return 15000 + int(re.match(r"\d*", str(job_id)).group(0) or 0) % 15000
+
+
+def hostnames_argv(nodelist):
+    return ["scontrol", "show", "hostnames", nodelist]
+
+
+def launch_argv(resources, job_id, master_addr, port):
+    """The command that starts the stage's command on every node of a job: empty
+    for LAUNCHER=none. See launch_parts."""
+    on_nodes, in_environment = launch_parts(resources, job_id, master_addr, port)
+    return on_nodes + in_environment
+
+
+def launch_parts(resources, job_id, master_addr, port):
+    """(srun part, part that runs inside the job's environment or container) of the
+    launch command: srun with one task per GPU, each told its RANK by rank-env.sh;
+    or one srun task per node running torchrun, which starts one process per GPU
+    (--no-python: the stage's command runs as it is, e.g. python3 train.py)."""
+    if launcher(resources) == "none":
+        return [], []
+    tasks_per_node, _, _ = task_layout(resources)
+    nodes = resources.get("nodes") or "1"
+    srun = ["srun", "--kill-on-bad-exit=1", "--nodes={}".format(nodes), "--ntasks-per-node={}".format(tasks_per_node)]
+    if launcher(resources) == "srun":
+        return srun, ["bash", "expflow_runtime/rank-env.sh"]
+    return srun, ["torchrun", "--nnodes={}".format(nodes),
+                  "--nproc-per-node={}".format(max(int(resources.get("gpus") or 0), 1)),
+                  "--rdzv-backend=c10d", "--rdzv-endpoint={}:{}".format(master_addr, port),
+                  "--rdzv-id={}".format(job_id), "--no-python"]
 
 
 def requeues(resources):

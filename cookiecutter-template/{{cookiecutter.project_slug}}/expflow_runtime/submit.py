@@ -119,10 +119,14 @@ def job_environment(attempt):
 def limits_environment(resources):
     """What job-lib.sh needs of the effective resources (this experiment's, this
     call's): the time limit (the local backend's timer), its grace and the
-    restarts left to take (docs/long-jobs.md)."""
+    restarts left to take, and how to launch the program on the job's nodes
+    (docs/long-jobs.md)."""
     return {"EXPFLOW_TIME_LIMIT": resources.get("time", ""),
             "EXPFLOW_TIME_LIMIT_GRACE": resources.get("time_limit_grace", ""),
-            "EXPFLOW_MAX_RESTARTS": resources.get("max_restarts", "") if slurmkit.requeues(resources) else "0"}
+            "EXPFLOW_MAX_RESTARTS": resources.get("max_restarts", "") if slurmkit.requeues(resources) else "0",
+            "EXPFLOW_LAUNCHER": slurmkit.launcher(resources),
+            "EXPFLOW_NODES": resources.get("nodes", ""),
+            "EXPFLOW_GPUS": resources.get("gpus", "")}
 
 
 def exported(job_env):
@@ -225,9 +229,14 @@ def submit_recorded(entries, launch, outcome_for=None):
     return jobs
 
 
-def print_dry_run(argv, stage):
+def print_dry_run(argv, stage, resources):
     print("DRY_RUN: nothing submitted. Command:")
     print("  " + " ".join(shlex.quote(arg) for arg in argv))
+    launch = slurmkit.launch_argv(resources, "$SLURM_JOB_ID", "$MASTER_ADDR", "$MASTER_PORT")
+    if launch and argv[0] == "sbatch":
+        print("DRY_RUN: LAUNCHER={} starts the stage's command as".format(slurmkit.launcher(resources)))
+        print("  " + " ".join(launch) + " <command>")
+        print("  (MASTER_ADDR: the job's first node; MASTER_PORT: {})".format(slurmkit.MASTER_PORT_RULE))
     print("DRY_RUN: script {}:".format(stage_script(stage)))
     with open(os.path.join(ROOT, stage_script(stage))) as handle:
         sys.stdout.write(handle.read())
