@@ -124,6 +124,23 @@ def usable_ms(driver, url):
     raise RuntimeError("the report never became ready")
 
 
+REDRAW = """
+var input = document.getElementById('filter'), start = performance.now();
+input.value = arguments[0];
+input.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter'}));
+return performance.now() - start;
+"""
+
+
+def redraw_ms(driver, repeats):
+    """Milliseconds to apply a filter typed in the box and redraw every view (median)."""
+    times = []
+    for _ in range(repeats):
+        times.append(driver.execute_script(REDRAW, "state=COMPLETED model.name!=cnn"))
+        times.append(driver.execute_script(REDRAW, ""))
+    return statistics.median(times)
+
+
 def timed(argv, cwd, env):
     start = time.perf_counter()
     subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -159,6 +176,7 @@ def main():
             drawn = len(driver.find_elements("css selector", "#charts path.run"))
             table_rows = len(driver.find_elements("css selector", "#results tbody tr"))
             pc_lines = len(driver.find_elements("css selector", "#pc path.pc"))
+            redraw = redraw_ms(driver, args.repeats)
         finally:
             driver.quit()
     usable = statistics.median(loads)
@@ -178,6 +196,7 @@ def main():
         f"({each}) | under 2 s |",
         f"| `make report` (harvest, read {args.points} JSONL, write), median of 3 | "
         f"{statistics.median(writes):.2f} s | |",
+        f"| a filter typed in the box: every view redrawn, median of {2 * args.repeats} | {redraw:.0f} ms | |",
         "",
         f"On the page: {table_rows} table rows, {drawn} curves on the charts by default (the table's first "
         f"{data['lines_shown']} runs on each of {len(data['charts'])} charts), {pc_lines} lines in the parallel "

@@ -196,6 +196,11 @@ def test_selecting_a_row_highlights_its_curves(page):
     assert all("faded" in p.get_attribute("class") for p in css(page, '#charts path.run:not([data-run="lr-0005"])'))
     page.find_element("id", "select-none").click()
     assert not css(page, "#charts path.run.faded")
+    link = [a for a in css(page, "#results tbody td a") if a.text == "lr-0002"][0]
+    link.click()  # a row's link to its curves: selected, and the page at the curves
+    assert page.execute_script("return location.hash") == "#curves"
+    assert all("hot" in p.get_attribute("class") for p in css(page, '#charts path.run[data-run="lr-0002"]'))
+    assert css(page, '#legend button.selected[data-run="lr-0002"]')
 
 
 @pytest.mark.browser
