@@ -176,7 +176,7 @@
     conditions: [], order: rows.map(function (_, i) { return i; }), sort: null,
     brush: {}, brushSweep: null, selected: {}, hidden: {}, shown: data.columns.map(function (c) { return c.shown; }),
     axis: "step", lines: data.lines_shown, log: {}, sweep: data.sweeps.length ? data.sweeps[0].name : null,
-    sweepMetric: data.primary.metric, visible: [], passing: [],
+    sweepMetric: data.primary.metric, visible: [], passing: [], isVisible: {}, plotted: [],
   };
   data.charts.forEach(function (chart) { view.log[chart.name] = chart.log; });
   var anyStep = Object.keys(data.curves).some(function (id) {
