@@ -16,17 +16,19 @@ from conftest import REPO, make, run
 
 RUNTIME_PY = [f"expflow_runtime/{name}.py" for name in (
     "__init__", "run", "slurmkit", "values", "tables", "files", "configs", "ledger", "reconcile", "state", "harvest",
-    "comparison", "sweepspec",
+    "comparison", "sweepspec", "curves",
     "submit", "advice", "experiment", "results", "sweep", "resources", "compare", "report", "jobrecord")]
 SCRIPTS = ["scripts/train.sbatch", "scripts/eval.sbatch", "expflow_runtime/sweep-task.sbatch",
            "expflow_runtime/job-lib.sh", "expflow_runtime/rank-env.sh"]
+# what make report inlines into its page
+REPORT_ASSETS = [f"expflow_runtime/report_assets/report.{ext}" for ext in ("html", "css", "js")]
 USER_FILES = {
     ".gitignore", "Makefile", "README.md", "settings.env", "configs/default.yaml", "configs/sweep-example.yaml",
     "train.py", "eval.py", "scripts/train.sbatch", "scripts/eval.sbatch",
 }
 # what expflow scaffold records for expflow update: the answers and pristine copies of the user's files
 SCAFFOLD_RECORDS = {"expflow_runtime/answers.json", *(f"expflow_runtime/pristine/{name}" for name in USER_FILES)}
-EXPECTED_FILES = {*USER_FILES, *RUNTIME_PY, *SCRIPTS, "expflow_runtime/VERSION", *SCAFFOLD_RECORDS}
+EXPECTED_FILES = {*USER_FILES, *RUNTIME_PY, *SCRIPTS, *REPORT_ASSETS, "expflow_runtime/VERSION", *SCAFFOLD_RECORDS}
 # what people run by name; the machinery is run through python3 -I or bash
 EXECUTABLE = {"train.py", "eval.py", "scripts/train.sbatch", "scripts/eval.sbatch"}
 HOSTILE_DIR = 'path with spaces and "quotes" and \\backslashes'

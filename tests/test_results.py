@@ -134,47 +134,16 @@ def browser():
     session.quit()
 
 
-@pytest.mark.browser
-def test_report_in_a_real_browser(three_runs, browser):
-    from selenium.webdriver.common.by import By
-
-    out = make(three_runs, "report").stdout
-    assert out.startswith("[OK] results/report.html")
-    page = (three_runs / "results" / "report.html").read_text()
-    assert "http://" not in page and "https://" not in page and "<link" not in page  # self-contained
-    browser.get((three_runs / "results" / "report.html").as_uri())
-    rows = browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")
-    assert len(rows) == 3
-    headers = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#results thead th")]
-    column = headers.index("val_acc")
-
-    def column_values():
-        return [r.find_elements(By.TAG_NAME, "td")[column].text
-                for r in browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")]
-
-    browser.find_elements(By.CSS_SELECTOR, "#results thead th")[column].click()
-    ascending = column_values()
-    assert ascending == sorted(ascending, key=float)
-    browser.find_elements(By.CSS_SELECTOR, "#results thead th")[column].click()
-    assert column_values() == sorted(ascending, key=float, reverse=True)
-    curves = browser.find_elements(By.CSS_SELECTOR, "#curves-lr01 svg.curve polyline")
-    assert curves and len(curves[0].get_attribute("points").split()) == 5  # one point per epoch
-    assert "lr05" in browser.find_element(By.XPATH, "//h2[text()='Best runs']/following-sibling::div//table").text
-    SCREENSHOTS.mkdir(exist_ok=True)
-    browser.execute_script("window.scrollTo(0, 0)")
-    browser.save_screenshot(str(SCREENSHOTS / "report.png"))
-    browser.execute_script("document.getElementById('curves-lr05').scrollIntoView()")
-    browser.save_screenshot(str(SCREENSHOTS / "report-curves.png"))
-    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
-    assert errors == []
-
-
 def test_plot_with_and_without_matplotlib(three_runs):
     pytest.importorskip("matplotlib", reason="the test extra installs matplotlib")
     import sys
     out = make(three_runs, "plot", "METRIC=loss", f"PYTHON={sys.executable}").stdout
     assert out.strip() == "[OK] 3 curves -> results/plot-loss.png"
     assert (three_runs / "results/plot-loss.png").read_bytes()[:4] == b"\x89PNG"
+    every = make(three_runs, "plot", "FILTER=optimizer.lr>0.2", f"PYTHON={sys.executable}").stdout.splitlines()
+    assert every == ["[OK] 2 curves -> results/plot-val_acc.png", "[OK] 2 curves -> results/plot-loss.png"]
+    unknown = make(three_runs, "plot", "METRIC=nope", f"PYTHON={sys.executable}", check=False)
+    assert error_line(unknown) == "error: no experiment has written metric 'nope' to its metrics JSONL"
     bare = run(["make", "-s", "plot", "METRIC=loss", "PYTHON=/usr/bin/python3"], cwd=three_runs, check=False)
     assert bare.returncode != 0
     assert bare.stderr.splitlines()[0] == (

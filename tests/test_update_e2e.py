@@ -258,6 +258,11 @@ def use_after_update(project: Project, old_rows: dict, old_results: dict, before
     assert {k: results["done"][k] for k in DONE_METRICS} == DONE_METRICS
     assert (results["long"]["state"], results["long"]["eval_state"]) == ("COMPLETED", "COMPLETED")
     assert results["long"]["test_acc"] and results["long"]["epochs"] == "10"
+    assert project.make("report").stdout.startswith("[OK] results/report.html")  # the new report, on old records
+    page = (project.path / "results" / "report.html").read_text()
+    report = json.loads(page.split('id="report-data">', 1)[1].split("</script>", 1)[0])
+    assert {"done", "exit3", "long", "grid-0001"} <= {row[0] for row in report["rows"]}
+    assert ("exit3", "3") in {(f["id"], f["exit_code"]) for f in report["overview"]["failures"]}
 
     project.commit("expflow update")  # as its output asks
     assert "hello from my own target" in project.make("hello").stdout

@@ -1,188 +1,216 @@
 # Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
-"""make report: results/report.html; make plot: PNG curves (with matplotlib).
+"""make report: results/report.html; make plot: the same curves as PNG (matplotlib).
 
-The report is one self-contained file (inline CSS, inline SVG, a small inline
-script to sort the table; no network, no framework), so it opens from a file
-path on a laptop after rsync. Standard library only, Python 3.6+.
+The report is one self-contained file that works offline after rsync: the
+data as one JSON blob, and the page's own CSS and JavaScript (report_assets/,
+small and hand-written) inlined. It shows an overview (states, the best runs,
+failures with their logs' last lines), every metric's curves with runs
+overlaid, a view of each sweep, and the table with the FILTER syntax of make
+results. Standard library only, Python 3.6+.
 """
 
+import collections
 import html
 import io
 import json
-import math
 import os
+import string
 
-from . import comparison, files, harvest, state
+from . import comparison, curves, files, harvest, state
 
 ROOT = files.ROOT
-MAX_CURVES = 100  # experiments with curves in one report; the best come first
-AXIS_KEYS = ("step", "epoch")
+ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "report_assets")
+BEST_COUNT = 5
+FAILURES_SHOWN = 20  # failures listed with their log's last lines; the rest are counted
+LOG_LINES, LOG_BYTES, LOG_LINE_CHARS = 10, 16384, 300  # the last lines of a log, bounded
+LINES_SHOWN = 20  # runs drawn on each chart until the reader asks for more (the table's first)
+CURVE_RUNS = 2000  # runs whose curves the page holds, the best first; the file stays small
+ROW_BUDGET = 300000  # rows of all curves in one page: past it each run's curves are thinned more
+ALWAYS_SHOWN = ("id", "state")
+SHOWN_WHEN_FILLED = ("sweep", "exit_code", "elapsed")
+# Okabe and Ito's colour-blind-safe palette, in light and dark mode (its yellow last on white)
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
+PALETTE_DARK = ("#56B4E9", "#E69F00", "#009E73", "#F0E442", "#CC79A7", "#D55E00", "#0072B2", "#E8E8E8")
 
 
-# ----------------------------------------------------------------- learning curves
+# ----------------------------------------------------------------- the table
 
-def finite(value):
-    """A number a curve can show: not a bool, NaN or an infinity."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def page_columns(found, swept, env):
+    """[{"name", "kind", "shown"}]: id and state, the swept parameters, the
+    metrics, the other parameters, then how it ran; shown by default what
+    varies (COLUMNS= names them instead)."""
+    kinds = {name: kind for name, kind, _ in harvest.result_columns(found.rows)}
+    order = list(ALWAYS_SHOWN) + [p for p in swept if p in kinds]
+    for kind in ("metrics", "params", "status"):
+        order += [c for c in found.header if kinds.get(c, "status") == kind and c not in order]
+    wanted = harvest.selected_columns(env)
+    unknown = [c for c in wanted if c not in order]
+    if unknown:
+        raise files.ProjectError("COLUMNS: no column {}".format(", ".join(repr(c) for c in unknown)))
+    cells = {name: [row[i] for row in found.table] for i, name in enumerate(found.header)}
+
+    def shown(name):
+        if wanted:
+            return name in wanted
+        kind = kinds.get(name, "status")
+        return (name in ALWAYS_SHOWN or name in swept or kind == "metrics"
+                or (kind == "params" and len(set(cells[name])) > 1)
+                or (name in SHOWN_WHEN_FILLED and any(cells[name])))
+
+    return [{"name": name, "kind": kinds.get(name, "status"), "shown": shown(name)} for name in order]
 
 
-def read_series(path):
-    """A metrics JSONL -> {metric: [(x, y)]}, x the step (or epoch, or line number).
-    Bytes that are not UTF-8, damaged lines and NaN or infinite values are skipped."""
-    series = {}
+def swept_params(rows, experiments):
+    """{sweep: its swept parameters}, from each point's recorded values."""
+    sweeps = collections.OrderedDict()
+    for row in rows:
+        if row.get("sweep"):
+            point = experiments[row["id"]]["metadata"].get("sweep_values")
+            keys = sweeps.setdefault(row["sweep"], set())
+            keys.update(point if isinstance(point, dict) else ())
+    return collections.OrderedDict((name, sorted(keys)) for name, keys in sweeps.items())
+
+
+# ----------------------------------------------------------------- the overview
+
+def log_tail(path):
+    """The last LOG_LINES lines of a log, each cut at LOG_LINE_CHARS, read from
+    its last LOG_BYTES (a log may be gigabytes)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        return series
-    for number, line in enumerate(lines):
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            continue  # a line being written, or damaged: the rest still counts
-        if not isinstance(record, dict):
-            continue
-        x = next((record[k] for k in AXIS_KEYS if finite(record.get(k))), number)
-        for key, value in record.items():
-            if key not in AXIS_KEYS and finite(value):
-                series.setdefault(key, []).append((x, value))
-    return series
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - LOG_BYTES))
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError as exc:
+        return ["({})".format(exc.strerror or exc)]
+    if size > LOG_BYTES:
+        lines = lines[1:]  # the first is probably cut
+    return [line[:LOG_LINE_CHARS] + (" [...]" if len(line) > LOG_LINE_CHARS else "") for line in lines[-LOG_LINES:]]
 
 
-def svg_curve(name, points, width=320, height=150, left=52, right=16, top=24, bottom=22):
-    """One metric as an inline SVG line chart with its range on the axes."""
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    x_span, y_span = (x1 - x0) or 1, (y1 - y0) or 1
-    base = height - bottom
-
-    def place(x, y):
-        return left + (x - x0) / x_span * (width - left - right), base - (y - y0) / y_span * (base - top)
-
-    path = " ".join("{:.1f},{:.1f}".format(*place(x, y)) for x, y in points)
-    return (
-        '<svg class="curve" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{n}">'
-        '<text x="{l}" y="14" class="title">{n}</text>'
-        '<line x1="{l}" y1="{b}" x2="{r}" y2="{b}" class="axis"/>'
-        '<line x1="{l}" y1="{t}" x2="{l}" y2="{b}" class="axis"/>'
-        '<text x="{l}" y="{lb}" class="tick">{x0:g}</text><text x="{r}" y="{lb}" class="tick end">{x1:g}</text>'
-        '<text x="{tl}" y="{b}" class="tick end">{y0:.4g}</text>'
-        '<text x="{tl}" y="{tt}" class="tick end">{y1:.4g}</text>'
-        '<polyline points="{p}" class="line"/></svg>'
-    ).format(w=width, h=height, l=left, r=width - right, b=base, t=top, tt=top + 4, lb=height - 6, tl=left - 4,
-             n=html.escape(name), x0=x0, x1=x1, y0=y0, y1=y1, p=path)
+def failure(row, experiment):
+    job = files.latest_job(experiment["metadata"], "train") or {}
+    log = os.path.join(experiment["path"], job["log"]) if job.get("log") else ""
+    return {"id": row["id"], "state": row.get("state", ""), "exit_code": str(row.get("exit_code", "")),
+            "elapsed": str(row.get("elapsed", "")), "log": os.path.relpath(log, ROOT) if log else "",
+            "tail": log_tail(log) if log else []}
 
 
-def curves_section(experiments, order):
-    parts, shown = [], 0
-    for exp_id in order:
-        if shown == MAX_CURVES:
-            parts.append("<p>Curves of {} more experiments are left out.</p>".format(len(order) - shown))
-            break
-        experiment = experiments[exp_id]
-        charts = []
+def best_runs(rows, experiments, metric, mode, env):
+    top = harvest.best_rows(rows, metric, mode, BEST_COUNT, harvest.best_states(env)) if metric else []
+    compared = comparison.comparison([experiments[row["id"]] for row in top], top) if len(top) > 1 else []
+    return {"metric": metric, "mode": mode, "ids": [row["id"] for row in top],
+            "compare": [[title, [[key, cells] for key, cells in lines]] for title, lines in compared]}
+
+
+def overview(rows, experiments, metric, mode, env):
+    failed = [row for row in rows if row.get("state") in state.RESUMABLE]
+    return {
+        "states": collections.Counter(row.get("state", "") for row in rows).most_common(),
+        "best": best_runs(rows, experiments, metric, mode, env),
+        "failures": [failure(row, experiments[row["id"]]) for row in failed[:FAILURES_SHOWN]],
+        "failures_left_out": max(0, len(failed) - FAILURES_SHOWN),
+    }
+
+
+# ----------------------------------------------------------------- curves
+
+def curve_name(stage, metric):
+    return metric if stage == "train" else "{} {}".format(stage, metric)
+
+
+def read_curves(experiments, ids):
+    """{id: {stage: table}} of the experiments that wrote metrics."""
+    found = {}
+    for exp_id in ids:
         for stage in state.STAGES:
-            series = read_series(os.path.join(experiment["path"], "{}_metrics.jsonl".format(stage)))
-            charts += [svg_curve(name if stage == "train" else stage + " " + name, points)
-                       for name, points in sorted(series.items()) if points]
-        if charts:
-            shown += 1
-            parts.append('<section class="exp" id="curves-{0}"><h3>{0}</h3>{1}</section>'.format(
-                html.escape(exp_id), "".join(charts)))
-    return "\n".join(parts) or "<p>No experiment has written metrics (EXPFLOW_METRICS) yet.</p>"
+            table = curves.read_stage(os.path.join(experiments[exp_id]["path"], "{}_metrics.jsonl".format(stage)))
+            if table["metrics"]:
+                found.setdefault(exp_id, {})[stage] = table
+    return found
 
 
-# ----------------------------------------------------------------- tables
-
-def html_table(header, rows, table_id="", sortable=False):
-    head = "".join("<th>{}</th>".format(html.escape(str(h))) for h in header)
-    body = "\n".join("<tr>" + "".join("<td>{}</td>".format(html.escape(str(v))) for v in row) + "</tr>"
-                     for row in rows)
-    attributes = (' id="{}"'.format(table_id) if table_id else "") + (' class="sortable"' if sortable else "")
-    return '<div class="scroll"><table{}><thead><tr>{}</tr></thead><tbody>\n{}\n</tbody></table></div>'.format(
-        attributes, head, body)
-
-
-def results_table(found):
-    """The results in the order a person reads them: id, state, metrics, the rest."""
-    order = harvest.terminal_order(found.header, found.rows)
-    positions = [found.header.index(column) for column in order]
-    return html_table(order, [[row[i] for i in positions] for row in found.table], "results", sortable=True)
+def charts(tables, metric):
+    """[{"name", "stage", "metric", "log"}], the primary metric's first."""
+    names = sorted({(stage != "train", curve_name(stage, m), stage, m)
+                    for by_stage in tables.values() for stage, table in by_stage.items() for m in table["metrics"]})
+    names.sort(key=lambda n: (n[1] != metric, n[0], n[1]))
+    return [{"name": name, "stage": stage, "metric": m,
+             "log": curves.log_scale(m, [t[stage] for t in tables.values() if stage in t])}
+            for _, name, stage, m in names]
 
 
-def best_section(experiments, rows, metric, mode, states):
-    top = harvest.best_rows(rows, metric, mode, 5, states) if metric else []
-    if len(top) < 2:
-        return "<p>Fewer than two experiments have the metric {} yet.</p>".format(html.escape(metric or "(none)"))
-    ids = [row["id"] for row in top]
-    parts = ["<p>The {} best by {} ({}).</p>".format(len(top), html.escape(metric), mode)]
-    for title, lines in comparison.comparison([experiments[i] for i in ids], top):
-        parts.append("<h3>{}</h3>".format(html.escape(title)))
-        parts.append(html_table(["key"] + ids, [[key] + cells for key, cells in lines]) if lines
-                     else "<p>(no differences)</p>")
-    return "\n".join(parts)
+def page_curves(tables):
+    """The curves as the page embeds them, thinned further when they are many."""
+    stages = sum(len(by_stage) for by_stage in tables.values())
+    limit = max(100, min(curves.MAX_POINTS, ROW_BUDGET // max(1, stages)))
+    return {exp_id: {stage: curves.for_page(table, limit) for stage, table in by_stage.items()}
+            for exp_id, by_stage in tables.items()}
 
 
-STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
-.scroll { overflow-x: auto; max-width: 100%; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; white-space: nowrap; }
-th { background: #f2f2f2; }
-table.sortable th { cursor: pointer; }
-th[aria-sort=ascending]::after { content: " \\25B2"; }
-th[aria-sort=descending]::after { content: " \\25BC"; }
-.curve { margin: 4px 8px 4px 0; background: #fafafa; border: 1px solid #ddd; }
-.curve .line { fill: none; stroke: #1f77b4; stroke-width: 2; }
-.curve .axis { stroke: #999; }
-.curve text { font-size: 10px; fill: #555; }
-.curve .title { font-size: 12px; fill: #222; }
-.curve .end { text-anchor: end; }
-section.exp h3 { margin: 1em 0 0; }
-"""
+# ----------------------------------------------------------------- the page
 
-# Sorting by a click on a header: numbers as numbers, empty cells last.
-SCRIPT = """
-document.querySelectorAll("table.sortable").forEach(function (table) {
-  table.querySelectorAll("th").forEach(function (th, column) {
-    th.addEventListener("click", function () {
-      var descending = th.getAttribute("aria-sort") === "ascending";
-      table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("aria-sort"); });
-      th.setAttribute("aria-sort", descending ? "descending" : "ascending");
-      var body = table.tBodies[0];
-      var rows = Array.prototype.slice.call(body.rows);
-      var cell = function (row) { return row.cells[column].textContent; };
-      var numeric = rows.every(function (r) { return cell(r) === "" || !isNaN(Number(cell(r))); });
-      rows.sort(function (a, b) {
-        var x = cell(a), y = cell(b);
-        if (x === "" || y === "") { return (x === "") - (y === ""); }
-        var order = numeric ? Number(x) - Number(y) : x.localeCompare(y);
-        return descending ? -order : order;
-      });
-      rows.forEach(function (row) { body.appendChild(row); });
-    });
-  });
-});
-"""
+def page_rows(found, env):
+    """(rows, ids, sort): the page's experiments after FILTER and SORT, and how
+    the page sorts them first (best first by the metric unless SORT is given)."""
+    ids = [row[found.header.index("id")] for row in found.table]
+    by_id = {row["id"]: row for row in found.rows}
+    metric, mode = harvest.primary_metric(env, found.settings)
+    sort = None
+    if metric in found.header and not env.get("SORT"):
+        sort = {"column": metric, "descending": mode == "max"}
+    return [by_id[i] for i in ids], ids, sort
+
+
+def best_first(rows, ids, sort):
+    """ids as the page first orders them: the best by the metric, then the rest."""
+    if not sort:
+        return ids
+    mode = "max" if sort["descending"] else "min"
+    ranked = [row["id"] for row in harvest.best_rows(rows, sort["column"], mode, len(rows), None)]
+    return list(collections.OrderedDict.fromkeys(ranked + ids))
+
+
+def report_data(env):
+    found = harvest.harvest(dict(env, COLUMNS=""))  # every column; COLUMNS says which are shown
+    metric, mode = harvest.primary_metric(env, found.settings)
+    experiments = {exp["id"]: exp for exp in found.experiments}
+    rows, ids, sort = page_rows(found, env)
+    sweeps = swept_params(rows, experiments)
+    columns = page_columns(found, [p for params in sweeps.values() for p in params], env)
+    position = {name: i for i, name in enumerate(found.header)}
+    tables = read_curves(experiments, best_first(rows, ids, sort)[:CURVE_RUNS])
+    return {
+        "title": "{} results".format(found.settings.get("PROJECT_NAME") or os.path.basename(ROOT)),
+        "written": files.now_iso(), "primary": {"metric": metric, "mode": mode}, "sort": sort,
+        "columns": columns, "rows": [[row[position[c["name"]]] for c in columns] for row in found.table],
+        "overview": overview(rows, experiments, metric, mode, env),
+        "sweeps": [{"name": name, "params": params} for name, params in sweeps.items()],
+        "charts": charts(tables, metric), "curves": page_curves(tables), "lines_shown": LINES_SHOWN,
+        "curves_left_out": max(0, len(ids) - CURVE_RUNS),
+    }
+
+
+def asset(name):
+    with open(os.path.join(ASSETS, name), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def palette_css():
+    def block(colours):
+        return " ".join("--c{}: {};".format(i, c) for i, c in enumerate(colours))
+    return ":root { %s }\n@media (prefers-color-scheme: dark) { :root { %s } }\n" % (
+        block(PALETTE), block(PALETTE_DARK))
 
 
 def render(env):
-    found = harvest.harvest(env)
-    metric, mode = harvest.primary_metric(env, found.settings)
-    experiments = {exp["id"]: exp for exp in found.experiments}
-    order = [row["id"] for row in harvest.best_rows(found.rows, metric, mode, len(found.rows), None)] if metric else []
-    order += [row["id"] for row in found.rows if row["id"] not in order]
-    title = "{} results".format(found.settings.get("PROJECT_NAME") or os.path.basename(ROOT))
-    return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        "<title>{}</title><style>{}</style></head><body>".format(html.escape(title), STYLE),
-        "<h1>{}</h1><p>{} experiments, written {} by make report.</p>".format(
-            html.escape(title), len(found.table), html.escape(files.now_iso())),
-        "<h2>Results</h2>", results_table(found),
-        "<h2>Best runs</h2>", best_section(experiments, found.rows, metric, mode, harvest.best_states(env)),
-        "<h2>Learning curves</h2>", curves_section(experiments, order),
-        "<script>{}</script></body></html>".format(SCRIPT),
-    ])
+    data = report_data(env)
+    # "<" escaped: no "</script>" or "<!--" in a value can end the data block early
+    blob = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
+    return string.Template(asset("report.html")).substitute(
+        title=html.escape(data["title"]), css=palette_css() + asset("report.css"), data=blob,
+        script=asset("report.js"))
 
 
 def cmd_report(env):
@@ -195,33 +223,57 @@ def cmd_report(env):
 
 # ----------------------------------------------------------------- PNG plots
 
-def cmd_plot(env):
-    metric = env.get("METRIC", "")
-    if not metric:
-        raise files.ProjectError("name a metric: make plot METRIC=loss")
+def pyplot():
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise files.ProjectError("matplotlib is not importable here; make report draws the curves without it") from None
+    return plt
+
+
+def plot_chart(plt, chart, tables, ids):
+    """One PNG as the report draws the chart: the runs overlaid, x by step."""
     figure, axes = plt.subplots(figsize=(8, 5))
     drawn = 0
-    for exp_id in files.list_experiment_ids(ROOT):
-        for stage in state.STAGES:
-            points = read_series(os.path.join(files.experiment_dir(ROOT, exp_id), stage + "_metrics.jsonl")).get(metric)
-            if points:
-                axes.plot([p[0] for p in points], [p[1] for p in points], label="{} {}".format(exp_id, stage))
-                drawn += 1
-    if not drawn:
-        raise files.ProjectError("no experiment has written metric {!r} to its metrics JSONL".format(metric))
+    for exp_id in ids:
+        table = tables.get(exp_id, {}).get(chart["stage"])
+        line = curves.points(table, chart["metric"]) if table else []
+        if line:
+            axes.plot([p[0] for p in line], [p[1] for p in line], label=exp_id, color=PALETTE[drawn % len(PALETTE)],
+                      linestyle=("-", "--", ":")[drawn // len(PALETTE) % 3], linewidth=1.5)
+            drawn += 1
+    if chart["log"]:
+        axes.set_yscale("log")
     axes.set_xlabel("step")
-    axes.set_ylabel(metric)
-    axes.legend(fontsize="small")
-    path = os.path.join(ROOT, "results", "plot-{}.png".format(metric.replace("/", "_")))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    axes.set_ylabel(chart["name"])
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small", ncol=2 if drawn > 10 else 1)
     image = io.BytesIO()
+    figure.tight_layout()
     figure.savefig(image, format="png", dpi=100)
-    files.write_bytes_atomic(path, image.getvalue())
-    print("[OK] {} curves -> {}".format(drawn, os.path.relpath(path, ROOT)))
+    plt.close(figure)
+    return drawn, image.getvalue()
+
+
+def cmd_plot(env):
+    """make plot: each metric's chart of the report (METRIC= one), the runs the
+    report draws first: the first LINES_SHOWN after FILTER and SORT, best first."""
+    plt = pyplot()
+    found = harvest.harvest(dict(env, COLUMNS=""))
+    rows, ids, sort = page_rows(found, dict(env, METRIC=""))  # METRIC names the chart here, not the ranking
+    ids = best_first(rows, ids, sort)
+    experiments = {exp["id"]: exp for exp in found.experiments}
+    tables = read_curves(experiments, ids[:LINES_SHOWN])
+    wanted = [c for c in charts(tables, sort and sort["column"]) if not env.get("METRIC") or c["name"] == env["METRIC"]]
+    if not wanted:
+        raise files.ProjectError("no experiment has written metric {!r} to its metrics JSONL".format(
+            env.get("METRIC")) if env.get("METRIC") else "no experiment has written metrics (EXPFLOW_METRICS) yet")
+    os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
+    for chart in wanted:
+        drawn, png = plot_chart(plt, chart, tables, ids[:LINES_SHOWN])
+        path = os.path.join(ROOT, "results", "plot-{}.png".format(chart["name"].replace("/", "_").replace(" ", "-")))
+        files.write_bytes_atomic(path, png)
+        print("[OK] {} curves -> {}".format(drawn, os.path.relpath(path, ROOT)))
     return 0

@@ -258,7 +258,7 @@ READS = {
     "results": HARVEST,
     "best": HARVEST + ("N",),
     "report": HARVEST,
-    "plot": ("METRIC",),
+    "plot": ("FILTER", "SORT", "METRIC"),
     "resources": ("EXP",) + RESOURCES,
     "check": ("EXP",) + RESOURCES,
     "compare": (),
