@@ -20,7 +20,11 @@ advice = module("advice")
 def busy():
     """(nodes, jobs) while the GPUs were partly busy (tests/data/slurm/README.md)."""
     return (slurmkit.parse_sinfo_nodes(read_data("sinfo-nodes-resources-busy.txt")),
-            slurmkit.parse_squeue_all(read_data("squeue-all-busy.txt")))
+            slurmkit.parse_squeue_all(read_data("squeue-all-busy.txt"), PERCENT_FIELDS))
+
+
+# squeue-all-busy.txt was recorded with --format='%i|%u|%P|%T|%b|%D|%r': these --Format names
+PERCENT_FIELDS = ("JobArrayID", "UserName", "Partition", "State", "tres-per-node", "NumNodes", "Reason")
 
 
 def rows_by_partition(report):
@@ -80,7 +84,7 @@ def test_several_gpu_types_down_and_drained_nodes():
     jobs = slurmkit.parse_squeue_all(
         "1|bob|gpu|PENDING|gres:gpu:2|1|Priority\n"          # untyped: the first GPU type
         "2|bob|gpu|PENDING|N/A|1|Priority\n"                 # no GPU: the GPU-less nodes
-        "3|bob|gpu|PENDING|gres:gpu:v100:1|1|Resources\n"
+        "3|bob|gpu|PENDING|gres:gpu:v100:1|1|Resources\n", PERCENT_FIELDS
     )
     rows = advice.table_rows(nodes, jobs, "alice", None)
     assert [(r["gpu_type"], r["gpus_total"], r["gpus_allocated"], r["gpus_idle"]) for r in rows] == [
@@ -251,7 +255,7 @@ def recorded_bin(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake_command(bin_dir, "sinfo", stdout="sinfo-nodes-resources-busy.txt")
-    fake_command(bin_dir, "squeue", stdout="squeue-all-busy.txt")
+    fake_command(bin_dir, "squeue", stdout="squeue-all-format-busy.txt")
     fake_command(bin_dir, "sacctmgr", stdout="sacctmgr-assoc-alice.txt")
     return bin_dir
 
