@@ -442,7 +442,7 @@ def expand_array_id(job_id):
         return [job_id]
     array, ranges, dots = match.groups()
     parts = ranges.split(",")
-    if not dots.endswith("]") or len(ranges) >= ARRAY_TEXT_LIMIT - 1:  # "...", or squeue's %i cut at 32
+    if not dots.endswith("]") or len(ranges) >= ARRAY_TEXT_LIMIT - 1:  # "...", or squeue's %i cut at 31 characters
         parts = parts[:-1]  # cut in the middle, or "" after a final comma
         warn_unknown("SLURM cut the array expression {} short: its tasks after {} are unknown".format(
             job_id, parts[-1] if parts else "its start"))
@@ -762,14 +762,18 @@ SQUEUE_ALL_ARGV = ["squeue", "--noheader", "--all", "--array",
 QueuedJob = collections.namedtuple("QueuedJob", "job_id user partitions state gpu_type gpus nodes reason")
 
 
+_GPU_REQUEST_RE = re.compile(r"^(?:gres[:/])?gpu(?::|$)")
+
+
 def _requested_gpus(job, nodes):
     """(type, GPUs) a job asked for, from its tres-per-* fields: per job, per node
     times nodes, per task times tasks. None GPUs when it cannot be told."""
     per = [("tres-per-job", 1), ("tres-per-node", nodes), ("tres-per-task", _int(job.get("NumTasks", "")))]
     types, total = [], 0
     for field, times in per:
-        requested = ",".join(item for item in job.get(field, "").split(",") if "=" not in item)  # 23.11's cpu=N
-        gres = [g for g in parse_gres(requested) if g.name == "gpu"]
+        # only the GPUs: 23.11 on keeps "cpu:10,gres/gpu:gtx:1,license/iop1:1" in tres-per-task
+        requested = ",".join(item for item in job.get(field, "").split(",") if _GPU_REQUEST_RE.match(item))
+        gres = parse_gres(requested)
         count = gpu_count(gres)
         if gres and (count is None or not times):
             return ",".join(types), None
