@@ -88,7 +88,9 @@ def detect(
     results = _probe_slurm(user, run, timeout)
     facts.update(_read_config(results["config"], env, sources, warnings))
     facts.update(_read_partitions(results["sinfo"], sources, warnings))
-    facts.update(_read_accounts(results["user"], results["assoc"], facts["accounting"], sources, warnings))
+    # one slurmdbd may serve several clusters: keep the associations of the one ClusterName names
+    cluster = facts["cluster"] if sources["cluster"] == "scontrol show config" else ""
+    facts.update(_read_accounts(results["user"], results["assoc"], facts["accounting"], cluster, sources, warnings))
     return ClusterFacts(**facts, sources=sources, warnings=tuple(warnings))
 
 
@@ -127,7 +129,7 @@ def _read_partitions(result: Any, sources: dict[str, str], warnings: list[str]) 
     return {"partitions": tuple(PartitionFacts(**p._asdict()) for p in partitions)}
 
 
-def _read_accounts(user_result: Any, assoc_result: Any, accounting: bool,
+def _read_accounts(user_result: Any, assoc_result: Any, accounting: bool, cluster: str,
                    sources: dict[str, str], warnings: list[str]) -> dict[str, Any]:
     slurmkit = runtime.module("slurmkit")
     for result in (user_result, assoc_result):
@@ -143,7 +145,7 @@ def _read_accounts(user_result: Any, assoc_result: Any, accounting: bool,
     else:
         warnings.append(f"could not read your default account ({slurmkit.describe_failure(user_result)})")
     if assoc_result.ok:
-        found["accounts"] = tuple(slurmkit.parse_sacctmgr_accounts(assoc_result.stdout))
+        found["accounts"] = tuple(slurmkit.parse_sacctmgr_accounts(assoc_result.stdout, cluster))
     else:
         warnings.append(f"could not list your accounts ({slurmkit.describe_failure(assoc_result)})")
     sources["accounts"] = "sacctmgr" if found else "default"

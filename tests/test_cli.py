@@ -153,7 +153,7 @@ def test_info_in_a_project_reads_its_cache_until_refresh(monkeypatch, torch_fact
 def test_resources_command(tmp_path, monkeypatch, fake_sbatch, capsys):
     bin_dir = tmp_path / "bin"
     fake_command(bin_dir, "sinfo", stdout="sinfo-nodes-resources-busy.txt")
-    fake_command(bin_dir, "squeue", stdout="squeue-all-busy.txt")
+    fake_command(bin_dir, "squeue", stdout="squeue-all-format-busy.txt")
     assert main(["resources", "--gpu-type", "h200", "--gpus", "6", "--time", "04:00:00", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["request"] == {"partition": "", "gpu_type": "h200", "gpus": 6, "nodes": 1, "cpus": 1, "mem": "",
@@ -164,7 +164,7 @@ def test_resources_command(tmp_path, monkeypatch, fake_sbatch, capsys):
     assert main(["resources", "--partition", "l40s_public"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[1].split()[:5] == ["l40s_public", "l40s", "4", "2", "2"]
-    assert "can start now on l40s_public (idle l40s: 2, GPUs queued: 1); accounts not checked: " in out
+    assert "can start now on l40s_public (idle l40s: 2, GPUs queued: 4); accounts not checked: " in out
 
 
 def test_resources_refuses_bad_values_in_one_line(capsys):

@@ -20,7 +20,11 @@ advice = module("advice")
 def busy():
     """(nodes, jobs) while the GPUs were partly busy (tests/data/slurm/README.md)."""
     return (slurmkit.parse_sinfo_nodes(read_data("sinfo-nodes-resources-busy.txt")),
-            slurmkit.parse_squeue_all(read_data("squeue-all-busy.txt")))
+            slurmkit.parse_squeue_all(read_data("squeue-all-busy.txt"), PERCENT_FIELDS))
+
+
+# squeue-all-busy.txt was recorded with --format='%i|%u|%P|%T|%b|%D|%r': these --Format names
+PERCENT_FIELDS = ("JobArrayID", "UserName", "Partition", "State", "tres-per-node", "NumNodes", "Reason")
 
 
 def rows_by_partition(report):
@@ -80,7 +84,7 @@ def test_several_gpu_types_down_and_drained_nodes():
     jobs = slurmkit.parse_squeue_all(
         "1|bob|gpu|PENDING|gres:gpu:2|1|Priority\n"          # untyped: the first GPU type
         "2|bob|gpu|PENDING|N/A|1|Priority\n"                 # no GPU: the GPU-less nodes
-        "3|bob|gpu|PENDING|gres:gpu:v100:1|1|Resources\n"
+        "3|bob|gpu|PENDING|gres:gpu:v100:1|1|Resources\n", PERCENT_FIELDS
     )
     rows = advice.table_rows(nodes, jobs, "alice", None)
     assert [(r["gpu_type"], r["gpus_total"], r["gpus_allocated"], r["gpus_idle"]) for r in rows] == [
@@ -251,7 +255,7 @@ def recorded_bin(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake_command(bin_dir, "sinfo", stdout="sinfo-nodes-resources-busy.txt")
-    fake_command(bin_dir, "squeue", stdout="squeue-all-busy.txt")
+    fake_command(bin_dir, "squeue", stdout="squeue-all-format-busy.txt")
     fake_command(bin_dir, "sacctmgr", stdout="sacctmgr-assoc-alice.txt")
     return bin_dir
 
@@ -337,3 +341,21 @@ def test_make_check_reports_slurms_reason(bake, recorded_bin, tmp_path):
 def test_make_check_on_the_local_backend_has_nothing_to_ask(bake):
     out = make(bake(), "check", env={"BACKEND": "local"}).stdout
     assert out == "[OK] nothing to check for the project's settings: jobs run on this machine (BACKEND=local)\n"
+
+
+def test_gpus_sinfo_did_not_make_clear_are_unknown_not_idle(capsys):
+    """Shards in use on gs001: which GPUs they hold is unknown, so its idle GPUs
+    are "?" (and a WARNING), never counted as free; gr001's are known."""
+    nodes = slurmkit.parse_sinfo_nodes(
+        "gs001|gpu|up|1-00:00:00|mixed|1/31/0/32|256000|1000|gpu:2,shard:64|"
+        "gpu:(null):0(IDX:N/A),shard:(null):5(5/32,0/32)|\n"
+        "gr001|gpu|up|1-00:00:00|mixed|1/31/0/32|256000|1000|gpu:4|gpu:(null):1(IDX:0)|\n"
+    )
+    assert "WARNING: GPUs shared through shard are in use" in capsys.readouterr().err
+    jobs = slurmkit.parse_squeue_all("9|bob|gpu|PENDING|1|1|gres/gpu:x:y|N/A|N/A|cpu=1|Priority|\n")
+    assert jobs[0].gpus is None  # a request it cannot read
+    report = advice.build_report(nodes, jobs, "alice", advice.make_request({"gpus": "4"}), None)
+    (row,) = report["partitions"]
+    assert (row["gpus_total"], row["gpus_allocated"], row["gpus_idle"], row["pending_gpus"]) == (6, None, None, None)
+    assert report["recommendation"]["verdict"] == "queue"  # gr001's 3 free GPUs are not 4; gs001's are unknown
+    assert re.search(r"^gpu +- +6 +\? +\? +0/2/0/0 +1/\? ", advice.render_text(report, 200), re.M)

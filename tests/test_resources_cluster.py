@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -158,6 +159,35 @@ def test_recommendation_picks_a_partition_with_free_gpus(project, occupied, alic
     h200 = json.loads(cluster.expflow_as_alice(alice_site, project, "resources", "--gpu-type", "h200", "--gpus", "5",
                                                "--json").stdout)["partitions"][0]
     assert ("can start now on h200_tandon" in out) == (h200["gpus_idle"] >= 5)
+
+
+def pending_gpus_by_scontrol(partition: str) -> int:
+    """Alice's pending GPUs in partition from `scontrol show job`: while a job
+    pends, 22.05's TRES= is its request (gres/gpu=N however it was asked for)."""
+    out = run(["scontrol", "show", "job", "--oneliner"], cwd=REPO).stdout
+    total = 0
+    for line in out.splitlines():
+        if f" Partition={partition} " in line and " JobState=PENDING " in line and f" UserId={USER}(" in line:
+            found = re.search(r"\bTRES=\S*\bgres/gpu=(\d+)", line)
+            total += int(found.group(1)) if found else 0
+    return total
+
+
+def test_gpus_asked_per_task_or_per_job_are_in_the_queue(project, alice_dir):
+    """--gpus-per-task and --gpus leave squeue's %b empty (N/A): make resources
+    must count them all the same (squeue -O tres-alloc, tres-per-job, tres-per-task)."""
+    jobs: list[str] = []
+    try:
+        jobs.append(submit_sleep(alice_dir, "--hold", "-p", "rtx8000", "-n", "2", "--gpus-per-task=1"))
+        jobs.append(submit_sleep(alice_dir, "--hold", "-p", "rtx8000", "--gpus=3"))
+        for _ in range(10):
+            before = pending_gpus_by_scontrol("rtx8000")
+            row = next(r for r in alice_resources(project)["partitions"] if r["partition"] == "rtx8000")
+            if pending_gpus_by_scontrol("rtx8000") == before:
+                break
+        assert before >= 5 and row["my_pending_gpus"] == before
+    finally:
+        subprocess.run(["scancel", *jobs], capture_output=True)
 
 
 # ----------------------------------------------------------------- the scheduler calls

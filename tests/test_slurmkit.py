@@ -225,20 +225,24 @@ def test_node_state(state, kind):
     assert slurmkit.node_state(state) == kind
 
 
+# the first recordings asked squeue for --format='%i|%u|%P|%T|%b|%D|%r': these --Format names
+PERCENT_FIELDS = ("JobArrayID", "UserName", "Partition", "State", "tres-per-node", "NumNodes", "Reason")
+
+
 def test_squeue_all_recorded():
-    jobs = {job.job_id: job for job in slurmkit.parse_squeue_all(read_data("squeue-all-busy.txt"))}
+    jobs = {job.job_id: job for job in slurmkit.parse_squeue_all(read_data("squeue-all-busy.txt"), PERCENT_FIELDS)}
     assert sorted(jobs) == ["55", "56", "57", "58", "59", "60_0", "60_1", "60_2"]
     assert jobs["56"] == slurmkit.QueuedJob("56", "root", ("cs",), "RUNNING", "", 0, 1, "")
     assert jobs["58"] == slurmkit.QueuedJob("58", "alice", ("h200_tandon",), "PENDING", "h200", 6, 1, "Resources")
     assert jobs["59"].partitions == ("rtx8000", "l40s_public") and (jobs["59"].gpu_type, jobs["59"].gpus) == ("", 1)
     assert jobs["60_1"].reason == "Dependency" and jobs["60_1"].gpus == 1
-    older = slurmkit.parse_squeue_all(read_data("squeue-busy.txt"))
+    older = slurmkit.parse_squeue_all(read_data("squeue-busy.txt"), PERCENT_FIELDS)
     assert [(j.job_id, j.user, j.state, j.gpus) for j in older] == [
         ("5", "alice", "PENDING", 6), ("4", "alice", "RUNNING", 3), ("3", "root", "RUNNING", 2)]
 
 
 def test_squeue_all_counts_gpus_of_every_node():
-    (job,) = slurmkit.parse_squeue_all("7|bob|gpu|RUNNING|gres:gpu:a100:4|2|None\nnot a job line\n")
+    (job,) = slurmkit.parse_squeue_all("7|bob|gpu|RUNNING|gres:gpu:a100:4|2|None\nnot a job line\n", PERCENT_FIELDS)
     assert (job.gpu_type, job.gpus, job.nodes) == ("a100", 8, 2)
 
 

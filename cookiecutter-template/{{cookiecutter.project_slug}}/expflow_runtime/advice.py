@@ -57,10 +57,16 @@ def new_row(node, gpu_type):
     }
 
 
+def add_count(row, key, count):
+    """row[key] += count, where None (a count a parser could not read) stays None."""
+    row[key] = None if row[key] is None or count is None else row[key] + count
+
+
 def partition_rows(nodes):
     """One row per partition and GPU type ("" for nodes without GPUs), in sinfo's
     order: GPUs in total, allocated (SLURM's GresUsed) and idle on nodes that take
-    jobs, and nodes by state. A node with two GPU types counts in both rows."""
+    jobs, and nodes by state. A node with two GPU types counts in both rows. A count
+    sinfo did not make clear is None ("?"), never a guess."""
     rows = collections.OrderedDict()
     for node in nodes:
         for gpus in node.gpus or (slurmkit.NodeGpus("", 0, 0),):
@@ -69,20 +75,25 @@ def partition_rows(nodes):
                 rows[key] = new_row(node, gpus.type)
             row = rows[key]
             row["nodes_" + node.state] += 1
-            row["gpus_total"] += gpus.total
-            row["gpus_allocated"] += gpus.used
+            add_count(row, "gpus_total", gpus.total)
+            add_count(row, "gpus_allocated", gpus.used)
             if accepts_jobs(node):
-                row["gpus_idle"] += max(gpus.total - gpus.used, 0)
+                add_count(row, "gpus_idle", idle_gpus(gpus))
     return list(rows.values())
+
+
+def idle_gpus(gpus):
+    """A NodeGpus's idle GPUs; None when its total or use is unknown."""
+    return None if gpus.total is None or gpus.used is None else max(gpus.total - gpus.used, 0)
 
 
 def row_for_job(rows, job):
     """The one row of a partition a job counts in: its GPU type's; an untyped GPU
     request the partition's first GPU type; a job without GPUs the GPU-less nodes."""
-    if job.gpus:
-        matches = [r for r in rows if r["gpus_total"] and (r["gpu_type"] == job.gpu_type or not job.gpu_type)]
+    if job.gpus != 0:  # None: GPUs the queue did not make clear count as GPUs
+        matches = [r for r in rows if r["gpus_total"] != 0 and (r["gpu_type"] == job.gpu_type or not job.gpu_type)]
     else:
-        matches = [r for r in rows if not r["gpus_total"]]
+        matches = [r for r in rows if r["gpus_total"] == 0]
     return (matches or rows or [None])[0]
 
 
@@ -102,10 +113,10 @@ def add_queue(rows, jobs, user):
                 continue
             if kind == "pending":
                 row["pending_jobs"] += 1
-                row["pending_gpus"] += job.gpus
+                add_count(row, "pending_gpus", job.gpus)
             if job.user == user:
                 row["my_{}_jobs".format(kind)] += 1
-                row["my_{}_gpus".format(kind)] += job.gpus
+                add_count(row, "my_{}_gpus".format(kind), job.gpus)
 
 
 QUEUE_FIELDS = ("pending_jobs", "pending_gpus", "my_running_jobs", "my_running_gpus",
@@ -142,9 +153,9 @@ def suits(row, request):
     """The row's partition, GPU type, time limit and access fit the request."""
     if request.partition and row["partition"] != request.partition:
         return False
-    if request.gpus and (not row["gpus_total"] or request.gpu_type not in ("", row["gpu_type"])):
+    if request.gpus and (row["gpus_total"] == 0 or request.gpu_type not in ("", row["gpu_type"])):
         return False
-    if not request.gpus and row["gpus_total"]:
+    if not request.gpus and row["gpus_total"] != 0:
         return False  # a job without GPUs is not sent to GPU nodes
     limit, wanted = slurmkit.time_to_minutes(row["max_time"]), slurmkit.time_to_minutes(request.time)
     if limit is not None and wanted is not None and wanted > limit:
@@ -157,7 +168,7 @@ def node_fits(node, gpu_type, request, now):
     GPUs, CPUs and memory; now=False on what it has at all."""
     if not accepts_jobs(node):
         return False
-    gpus = sum((g.total - g.used) if now else g.total for g in node.gpus if g.type == gpu_type)
+    gpus = sum((idle_gpus(g) if now else g.total) or 0 for g in node.gpus if g.type == gpu_type)
     if gpus < request.gpus:
         return False
     if not now:
@@ -178,10 +189,10 @@ def recommend(rows, nodes, request):
     suitable = [row for row in rows if suits(row, request) and fits(nodes, row, request, now=False)]
     now = [row for row in suitable if fits(nodes, row, request, now=True)]
     if now:
-        verdict, chosen = "start_now", sorted(now, key=lambda row: -row["gpus_idle"])
+        verdict, chosen = "start_now", sorted(now, key=lambda row: -(row["gpus_idle"] or 0))
     elif suitable:
         verdict, chosen = "queue", [min(suitable, key=lambda row: (
-            row["pending_gpus"] or 0, row["pending_jobs"] or 0, -row["gpus_idle"]))]
+            row["pending_gpus"] or 0, row["pending_jobs"] or 0, -(row["gpus_idle"] or 0)))]
     else:
         verdict, chosen = "none", []
     return {"verdict": verdict, "partitions": [{
@@ -289,15 +300,19 @@ LEGEND = ("NODES: idle/mixed/allocated/down; PENDING: everyone's pending jobs/GP
           "MINE_RUN, MINE_PEND: your jobs/GPUs")
 
 
+def known(value):
+    return "?" if value is None else value
+
+
 def pair(row, what):
     jobs, gpus = row[what + "_jobs"], row[what + "_gpus"]
-    return "?" if jobs is None else "{}/{}".format(jobs, gpus)
+    return "?" if jobs is None else "{}/{}".format(jobs, known(gpus))
 
 
 def text_row(row):
     nodes = "/".join(str(row["nodes_" + s]) for s in ("idle", "mixed", "allocated", "down"))
-    return [row["partition"] + ("*" if row["default"] else ""), row["gpu_type"] or "-", row["gpus_total"],
-            row["gpus_allocated"], row["gpus_idle"], nodes, pair(row, "pending"), pair(row, "my_running"),
+    return [row["partition"] + ("*" if row["default"] else ""), row["gpu_type"] or "-", known(row["gpus_total"]),
+            known(row["gpus_allocated"]), known(row["gpus_idle"]), nodes, pair(row, "pending"), pair(row, "my_running"),
             pair(row, "my_pending"), row["max_time"]]
 
 
@@ -311,8 +326,8 @@ def describe_request(request):
 
 def describe_place(place):
     if place["gpu_type"]:
-        facts = ["idle {}: {}".format(place["gpu_type"], place["gpus_idle"]), "GPUs queued: {}".format(
-            "?" if place["pending_gpus"] is None else place["pending_gpus"])]
+        facts = ["idle {}: {}".format(place["gpu_type"], known(place["gpus_idle"])), "GPUs queued: {}".format(
+            known(place["pending_gpus"]))]
     else:
         facts = ["jobs pending: {}".format("?" if place["pending_jobs"] is None else place["pending_jobs"])]
     if place["accounts"] is not None:

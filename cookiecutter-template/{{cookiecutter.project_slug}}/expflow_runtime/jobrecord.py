@@ -50,7 +50,7 @@ def allocated_gpus(env):
     result = slurmkit.run_command(slurmkit.scontrol_job_argv(env["SLURM_JOB_ID"]), timeout=30)
     if not result.ok:
         return {}
-    gpu_type, count = slurmkit.gpus_from_tres(slurmkit.parse_scontrol_job(result.stdout).get("TRES", ""))
+    gpu_type, count = slurmkit.gpus_from_tres(slurmkit.allocated_tres(slurmkit.parse_scontrol_job(result.stdout)))
     return {"type": gpu_type, "count": count} if count else {}
 
 

@@ -32,7 +32,8 @@ def effective_resources(env):
 def refresh_access(user, nodes, timeout):
     """Check every account of the user (sacctmgr) on every partition sinfo listed."""
     result = slurmkit.run_command(slurmkit.sacctmgr_assoc_argv(user), timeout=timeout)
-    accounts = slurmkit.parse_sacctmgr_accounts(result.stdout) if result.ok else []
+    cluster = files.read_settings(ROOT).get("CLUSTER", "")  # the accounts of this cluster, not of its neighbours
+    accounts = slurmkit.parse_sacctmgr_accounts(result.stdout, cluster) if result.ok else []
     partitions = list(collections.OrderedDict.fromkeys(node.partition for node in nodes))
     return advice.probe_access(user, accounts, partitions)
 

@@ -14,6 +14,7 @@ import os
 import pwd
 import re
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -91,6 +92,19 @@ def sbatch_rejection_reason(stderr):
     return reasons[-1] if reasons else "sbatch failed without saying why"
 
 
+# ----------------------------------------------------------------- what a parser does not understand
+
+_WARNED = set()
+
+
+def warn_unknown(message):
+    """A parser met something it does not understand: say so once per process (a
+    WARNING on stderr, as the runtime warns) and let the caller use "unknown"."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        sys.stderr.write("WARNING: {}\n".format(message))
+
+
 # ----------------------------------------------------------------- scalar formats
 
 _TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
@@ -160,24 +174,57 @@ def _split_top_level(text):
     return [part.strip() for part in parts if part.strip()]
 
 
-def parse_gres(text):
-    """A sinfo/squeue GRES string -> [Gres]. Handles (null), N/A, gres: and gres/
-    prefixes, socket suffixes "(S:0-1)" and "(IDX:0-1)", and untyped "gpu:2"."""
+_GRES_COUNT_RE = re.compile(r"^(\d+)([KMGTP]?)$")
+_GRES_ITEM_RE = re.compile(r"^[A-Za-z][\w.-]*$")
+
+
+def _gres_count(text):
+    """"8" -> 8, "4G" -> 4 * 1024**3 (GRES counts take SLURM's K/M/G/T/P suffixes,
+    src/common/gres.c), anything else -> None."""
+    match = _GRES_COUNT_RE.match(text)
+    if not match:
+        return None
+    return int(match.group(1)) * 1024 ** " KMGTP".index(match.group(2) or " ")
+
+
+def parse_gres(text, count_required=False):
+    """A GRES string as sinfo (Gres, GresUsed), squeue (tres-per-*) and scontrol print
+    it -> [Gres]. Every printed shape: (null)/N/A for none; "gres:" (up to 23.02) and
+    "gres/" (23.11 on) prefixes; a trailing "(S:0-1)", "(IDX:0-2,5)" or "(IDX:N/A)";
+    untyped GPUs given the type "(null)" in GresUsed ("gpu:(null):8(IDX:0-7)", the
+    %s of a NULL type in gres.c's _node_gres_used); "no_consume" flags; several types
+    and non-GPU GRES (shard, mps, MIG profiles such as a100_3g.20gb are just types).
+
+    A request without a count means 1 (sbatch --gres); count_required: sinfo always
+    prints a count, so a missing or unreadable one gives the count None and a WARNING.
+    """
     text = text.strip()
     if text in ("", "(null)", "N/A", "none"):
         return []
     found = []
     for item in _split_top_level(text):
-        item = re.sub(r"\(.*\)$", "", item)
-        item = re.sub(r"^gres[:/]", "", item).replace("/", ":")
-        fields = item.split(":")
-        count = 1
-        if len(fields) > 1 and fields[-1].isdigit():
-            count = int(fields.pop())
-        name = fields[0]
-        gtype = fields[1] if len(fields) > 1 else ""
-        found.append(Gres(name, gtype, count))
+        fields = [f for f in re.sub(r"^gres[:/]", "", re.sub(r"\([^()]*\)$", "", item)).split(":")
+                  if f != "no_consume"]
+        count = _gres_count(fields.pop()) if len(fields) > 1 and _gres_count(fields[-1]) is not None else None
+        if count is None and not count_required and len(fields) <= 2:
+            count = 1
+        gtype = "" if len(fields) < 2 or fields[1] == "(null)" else fields[1]
+        if len(fields) > 2 or not _GRES_ITEM_RE.match(fields[0]) or count is None:
+            warn_unknown("could not read the GRES {!r} in {!r}: its count is unknown".format(item, text))
+            count = None
+        found.append(Gres(fields[0], gtype, count))
     return found
+
+
+def gpu_count(items):
+    """Sum of the GPUs among parse_gres's items; None when one of them is unknown."""
+    counts = [item.count for item in items if item.name == "gpu"]
+    return None if None in counts else sum(counts)
+
+
+def gpu_types(items):
+    """The GPU types among parse_gres's items, in order, without repeats ("" untyped)."""
+    return list(collections.OrderedDict.fromkeys(item.type for item in items if item.name == "gpu" and item.type))
 
 
 def gpu_request(gpu_type, gpus):
@@ -213,14 +260,15 @@ def parse_sinfo_partitions(text):
         name, avail, max_time, nodes, cpus, memory, gres = fields
         default = name.endswith("*")
         name = name.rstrip("*")
-        gpus = [g for g in parse_gres(gres) if g.name == "gpu"]
+        gpus = [g for g in parse_gres(gres, count_required=True) if g.name == "gpu"]
         entry = merged.setdefault(name, {"default": False, "available": avail, "max_time": max_time,
                                          "nodes": 0, "cpus": 0, "memory": 0, "types": [], "gpus": 0})
         entry["default"] = entry["default"] or default
         entry["nodes"] += _int(nodes)
+        # "64+": the least of the nodes sinfo merged into the line (sinfo.1, -e): a lower bound
         entry["cpus"] = max(entry["cpus"], _int(cpus.rstrip("+")))
         entry["memory"] = max(entry["memory"], _int(memory.rstrip("+")))
-        entry["gpus"] = max(entry["gpus"], sum(g.count for g in gpus))
+        entry["gpus"] = max(entry["gpus"], sum(g.count or 0 for g in gpus))
         for gres_item in gpus:
             if gres_item.type and gres_item.type not in entry["types"]:
                 entry["types"].append(gres_item.type)
@@ -275,15 +323,20 @@ def parse_sacctmgr_default_account(text):
     return ""
 
 
-def parse_sacctmgr_accounts(text):
+def parse_sacctmgr_accounts(text, cluster=""):
     """`sacctmgr -nP show assoc user=U format=Cluster,Account,Partition,QOS` -> accounts,
-    unique, in sacctmgr's order."""
-    accounts = []
-    for line in text.splitlines():
-        fields = line.strip().split("|")
-        if len(fields) >= 2 and fields[1] and fields[1] not in accounts:
-            accounts.append(fields[1])
-    return accounts
+    unique, in sacctmgr's order. One slurmdbd may serve several clusters: with cluster
+    given, only that cluster's associations count; when none of the rows is of that
+    cluster (a name we guessed), all are kept and a WARNING says so."""
+    rows = [line.strip().split("|") for line in text.splitlines()]
+    rows = [fields for fields in rows if len(fields) >= 2 and fields[1]]
+    clusters = set(fields[0] for fields in rows)
+    if cluster and cluster in clusters:
+        rows = [fields for fields in rows if fields[0] == cluster]
+    elif len(clusters) > 1:
+        warn_unknown("sacctmgr lists associations of several clusters ({}) and none is known to be this one: "
+                     "accounts of all of them are listed".format(", ".join(sorted(clusters))))
+    return list(collections.OrderedDict.fromkeys(fields[1] for fields in rows))
 
 
 def accounting_disabled_message(stderr):
@@ -345,36 +398,78 @@ def _blank_time(text):
 
 
 def gpus_from_tres(tres):
-    """AllocTRES "cpu=2,gres/gpu:l40s=1,gres/gpu=1" -> ("l40s", 1)."""
-    gpu_type, count = "", 0
+    """A TRES string (sacct AllocTRES, scontrol AllocTRES/TRES, squeue tres-alloc)
+    -> (gpu type, GPUs). "cpu=2,gres/gpu=2,gres/gpu:l40s=2" -> ("l40s", 2). The untyped
+    entry is the total; without it (AccountingStorageTRES may track only typed GPUs,
+    slurm.conf(5)) the typed entries add up. Several types: "a100,v100". A count that
+    is not a number gives None and a WARNING."""
+    total, typed = None, collections.OrderedDict()
     for item in tres.split(","):
-        key, _, value = item.partition("=")
+        key, _, value = item.strip().partition("=")
+        if key != "gres/gpu" and not key.startswith("gres/gpu:"):
+            continue  # cpu, mem, gres/gpumem, gres/gpuutil, gres/shard, ...
+        count = int(value) if value.isdigit() else None
+        if count is None:
+            warn_unknown("could not read {!r} in the TRES {!r}: its GPUs are unknown".format(item, tres))
+            return "", None
         if key == "gres/gpu":
-            count = _int(value)
-        elif key.startswith("gres/gpu:"):
-            gpu_type = key.split(":", 1)[1]
-    return gpu_type, count
+            total = count
+        else:
+            typed[key.split(":", 1)[1]] = count
+    if total is None:
+        total = sum(typed.values())
+    return ",".join(typed), total
 
 
-_ARRAY_RE = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
+_ARRAY_RE = re.compile(r"^(\d+)_\[([0-9,:\-]*)(\.\.\.|(?:%\d+)?\]$|$)(?:%\d+)?\]?$")
+_ARRAY_PART_RE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
+ARRAY_TEXT_LIMIT = 64  # bytes SLURM gives an array expression unless SLURM_BITSTR_LEN says otherwise
 
 
 def expand_array_id(job_id):
     """A pending array's aggregated id "44_[0-3,7%4]" -> ["44_0", ..., "44_3", "44_7"];
-    any other id -> [job_id]."""
+    a step "44_[1-9:2]" too; any other id -> [job_id].
+
+    SLURM cuts the expression at 64 bytes (squeue.1 %i, sacct.1 JobID): the API ends
+    a cut one with "..." (xlate_array_task_str, src/common/slurm_protocol_defs.c) and
+    squeue's own merging of pending tasks cuts it silently at 63 characters, and
+    its %i at 31 without the "]" (FORMAT_STRING_SIZE, src/squeue/print.c; recorded
+    on 22.05). The tasks after the cut are unknown: the whole elements
+    before it are kept, the last one (maybe cut in the middle) is not, and a WARNING
+    says so."""
     match = _ARRAY_RE.match(job_id)
     if not match:
         return [job_id]
-    array, ranges = match.groups()
+    array, ranges, dots = match.groups()
+    parts = ranges.split(",")
+    if not dots.endswith("]") or len(ranges) >= ARRAY_TEXT_LIMIT - 1:  # "...", or squeue's %i cut at 31 characters
+        parts = parts[:-1]  # cut in the middle, or "" after a final comma
+        warn_unknown("SLURM cut the array expression {} short: its tasks after {} are unknown".format(
+            job_id, parts[-1] if parts else "its start"))
+    parts = [part for part in parts if part]
     tasks = []
-    for part in ranges.split(","):
-        low, _, high = part.partition("-")
-        tasks += range(int(low), int(high or low) + 1)
+    for part in parts:
+        low, high, step = _ARRAY_PART_RE.match(part).groups() if _ARRAY_PART_RE.match(part) else (None,) * 3
+        if low is None:
+            warn_unknown("could not read the array expression {}".format(job_id))
+            return [job_id]
+        tasks += range(int(low), int(high or low) + 1, int(step or 1))
     return ["{}_{}".format(array, task) for task in tasks]
 
 
 def _no_reason(reason):
     return "" if reason in ("None", "(null)") else reason
+
+
+def _split_fields(line, count, free=1):
+    """A --parsable2 / "|"-separated line -> count fields. Only the job name (field
+    free) is the user's own text: a "|" in it gives extra fields, joined back into it.
+    None when the line has too few fields."""
+    fields = line.split("|")
+    extra = len(fields) - count
+    if extra < 0:
+        return None
+    return fields[:free] + ["|".join(fields[free:free + extra + 1])] + fields[free + extra + 1:]
 
 
 def parse_sacct(text):
@@ -386,8 +481,8 @@ def parse_sacct(text):
     """
     jobs = {}
     for line in text.splitlines():
-        fields = line.split("|")
-        if len(fields) != len(SACCT_FIELDS) or "." in fields[0]:
+        fields = _split_fields(line, len(SACCT_FIELDS))
+        if fields is None or "." in fields[0].replace("...", ""):  # 7.batch is a step; 7_[1,3...] an array cut short
             continue
         job_id, name, state, exit_code, elapsed, node, partition, account, tres, submit, start, end, reason = fields
         gpu_type, gpus = gpus_from_tres(tres)
@@ -429,30 +524,45 @@ def parse_scontrol_job(text):
     return fields
 
 
+def allocated_tres(fields):
+    """The TRES SLURM allocated, from parse_scontrol_job's dict: AllocTRES from 23.02
+    on (ReqTRES beside it), TRES up to 22.05, which printed the allocation or, while
+    pending, the request (src/api/job_info.c at slurm-22-05-11-1 and slurm-23-02-0-1).
+    "" when nothing is allocated yet."""
+    if "AllocTRES" in fields:
+        return "" if fields["AllocTRES"] == "(null)" else fields["AllocTRES"]
+    if fields.get("JobState", "RUNNING") == "PENDING":
+        return ""
+    return fields.get("TRES", "")
+
+
 SQUEUE_FORMAT = "%i|%j|%T|%P|%M|%N|%r|%b"
 
 
+# --array: one line per task, never an array expression cut at 64 bytes
 def squeue_argv(user):
-    return ["squeue", "--noheader", "--user=" + user, "--format=" + SQUEUE_FORMAT]
+    return ["squeue", "--noheader", "--array", "--user=" + user, "--format=" + SQUEUE_FORMAT]
 
 
 def squeue_by_name_argv(user, names):
-    return ["squeue", "--noheader", "--user=" + user, "--name=" + ",".join(names), "--format=" + SQUEUE_FORMAT]
+    return ["squeue", "--noheader", "--array", "--user=" + user, "--name=" + ",".join(names),
+            "--format=" + SQUEUE_FORMAT]
 
 
 def parse_squeue(text):
     """Output of squeue_argv -> {job_id: JobInfo} for the jobs still queued or running."""
     jobs = {}
     for line in text.splitlines():
-        fields = line.strip().split("|")
-        if len(fields) != 8:
+        fields = _split_fields(line.strip(), 8)
+        if fields is None:
             continue
         job_id, name, state, partition, elapsed, node, reason, tres = fields
-        gpus = [g for g in parse_gres(tres) if g.name == "gpu"]
+        gres = parse_gres(tres)
+        types = gpu_types(gres)
         info = JobInfo(
             job_id=job_id, state=state, exit_code=None, elapsed=elapsed, node=node,
-            partition=partition, account="", gpu_type=gpus[0].type if gpus else "",
-            gpus=sum(g.count for g in gpus), submit="", start="", end="",
+            partition=partition, account="", gpu_type=",".join(types),
+            gpus=gpu_count(gres), submit="", start="", end="",
             reason=_no_reason(reason), name=name,
         )
         for task_id in expand_array_id(job_id):
@@ -616,34 +726,68 @@ NodeInfo = collections.namedtuple(
     "NodeInfo", "name partition default available max_time state cpus_idle memory_free_mb gpus"
 )
 
-# Words in a node state that mean it takes no new job (drained, draining, down, fail,
-# inval, maint, ...); a trailing "*" means the node does not respond.
-_NODE_UNAVAILABLE = ("down", "drain", "fail", "inval", "unknown", "maint", "reboot", "reserved",
-                     "future", "power_down", "powered_down", "powering_down", "not_responding")
+# sinfo's StateLong is node_state_string() in lower case (src/common/slurm_protocol_defs.c):
+# a base state, then at most one flag character (sinfo.1, NODE STATE CODES).
 _NODE_BUSY = {"idle": "idle", "mixed": "mixed", "allocated": "allocated", "completing": "allocated"}
+# The base states in which a node takes no new job: drained or draining, down, failing,
+# in a maintenance or other reservation, planned by the backfill scheduler for a waiting
+# job (23.02 on), blocked (24.05 on), rebooting, powering up or down, not yet configured.
+_NODE_UNAVAILABLE = frozenset((
+    "down", "drained", "draining", "drain", "fail", "failing", "inval", "unknown", "maint", "reboot",
+    "reboot_issued", "cancel_reboot", "reserved", "planned", "blocked", "future", "perfctrs", "npc",
+    "power_down", "power_up", "powered_down", "powering_down", "powering_up", "cloud", "external",
+    "resume", "undrain", "dynamic_future", "dynamic_norm", "?",
+))
+# The one flag after which a node still takes jobs: "~" powered off to save power,
+# which SLURM powers up for the job. Every other flag (* not responding, # powering up,
+# ! and % powering down, $ maintenance, @ reboot pending, ^ reboot issued, - planned)
+# keeps a new job off it now.
+_NODE_STATE_RE = re.compile(r"^([a-z_?]+)([*~#!%$@^+-]?)$")
 
 
 def node_state(state_long):
-    """sinfo StateLong -> idle, mixed, allocated or down (anything that takes no new job)."""
+    """sinfo StateLong -> idle, mixed, allocated or down (takes no new job now). A
+    state SLURM documents none of gives down and a WARNING."""
     text = state_long.strip().lower()
-    if not text or text.endswith("*") or any(word in text for word in _NODE_UNAVAILABLE):
+    match = _NODE_STATE_RE.match(text)
+    base, flag = match.groups() if match else (text, "")
+    if base in _NODE_UNAVAILABLE:
         return "down"
-    return _NODE_BUSY.get(re.split(r"[^a-z_]", text)[0], "down")
+    if base not in _NODE_BUSY:
+        warn_unknown("unknown node state {!r}: counted as taking no job".format(state_long.strip()))
+        return "down"
+    return _NODE_BUSY[base] if flag in ("", "~", "+") else "down"
+
+
+def _add(counts, key, count):
+    counts[key] = None if count is None or counts.get(key, 0) is None else counts.get(key, 0) + count
 
 
 def _node_gpus(gres, gres_used):
-    """Gres "gpu:h200:8" and GresUsed "gpu:h200:3(IDX:0-2)" -> (NodeGpus, ...). An
-    untyped used count ("gpu:2") belongs to the node's only GPU type."""
+    """Gres "gpu:h200:8" and GresUsed "gpu:h200:3(IDX:0-2)" -> (NodeGpus, ...). The
+    count before (IDX:...) is the number in use (the index list may be cut at 64
+    bytes, gres.c). A used entry whose type the node does not list belongs to the
+    node's only GPU type; with several types its GPUs are unknown (None), and so
+    are they while shards or MPS of the node are in use (SLURM gives a GPU to
+    either whole-GPU jobs or shared ones, gres.shtml, but does not say which)."""
     totals = collections.OrderedDict()
-    for item in parse_gres(gres):
+    for item in parse_gres(gres, count_required=True):
         if item.name == "gpu":
-            totals[item.type] = totals.get(item.type, 0) + item.count
+            _add(totals, item.type, item.count)
     used = dict.fromkeys(totals, 0)
-    for item in parse_gres(gres_used):
-        gtype = item.type if item.type or len(totals) != 1 else next(iter(totals))
-        if item.name == "gpu" and gtype in used:
-            used[gtype] += item.count
-    return tuple(NodeGpus(gtype, count, used[gtype]) for gtype, count in totals.items())
+    for item in parse_gres(gres_used, count_required=True):
+        if item.name in ("shard", "mps") and item.count != 0:
+            warn_unknown("GPUs shared through {} are in use: idle GPUs unknown".format(item.name))
+            used = dict.fromkeys(totals)
+        if item.name != "gpu" or not totals:
+            continue
+        gtype = item.type if item.type in used else next(iter(totals)) if len(totals) == 1 else None
+        if gtype is None:
+            warn_unknown("GresUsed {!r} names GPUs that Gres {!r} does not: their use is unknown".format(
+                gres_used, gres))
+            return tuple(NodeGpus(t, count, None) for t, count in totals.items())
+        _add(used, gtype, item.count)
+    return tuple(NodeGpus(t, count, used[t]) for t, count in totals.items())
 
 
 def _cpus_idle(cpus_state):
@@ -679,45 +823,83 @@ def parse_sinfo_nodes(text, fields=SINFO_NODE_FIELDS):
     return nodes
 
 
-# Every user's jobs, one array task per line (--array): id, user, partition(s),
-# state, GRES per node, nodes, reason.
-SQUEUE_ALL_FORMAT = "%i|%u|%P|%T|%b|%D|%r"
-SQUEUE_ALL_ARGV = ["squeue", "--noheader", "--all", "--array", "--format=" + SQUEUE_ALL_FORMAT]
+# Every user's jobs, one array task per line (--array): --Format (squeue -O, 20.11 to
+# 25.11) because GPUs asked per job or per task (--gpus, --gpus-per-task) are only in
+# tres-per-job and tres-per-task, not in tres-per-node (%b); tres-alloc is the TRES
+# allocated, or requested while pending (src/squeue/print.c _print_job_tres_alloc).
+SQUEUE_ALL_FIELDS = ("JobArrayID", "UserName", "Partition", "State", "NumNodes", "NumTasks",
+                     "tres-per-node", "tres-per-job", "tres-per-task", "tres-alloc", "Reason")
+SQUEUE_ALL_ARGV = ["squeue", "--noheader", "--all", "--array",
+                   "--Format=" + ",".join(f + ":|" for f in SQUEUE_ALL_FIELDS)]
 
 QueuedJob = collections.namedtuple("QueuedJob", "job_id user partitions state gpu_type gpus nodes reason")
 
 
-def parse_squeue_all(text):
-    """Output of SQUEUE_ALL_ARGV -> [QueuedJob]. gpus is the job's total (per node
-    times nodes); partitions is a tuple (a pending job may name several)."""
+_GPU_REQUEST_RE = re.compile(r"^(?:gres[:/])?gpu(?::|$)")
+
+
+def _requested_gpus(job, nodes):
+    """(type, GPUs) a job asked for, from its tres-per-* fields: per job, per node
+    times nodes, per task times tasks. None GPUs when it cannot be told."""
+    per = [("tres-per-job", 1), ("tres-per-node", nodes), ("tres-per-task", _int(job.get("NumTasks", "")))]
+    types, total = [], 0
+    for field, times in per:
+        # only the GPUs: 23.11 on keeps "cpu:10,gres/gpu:gtx:1,license/iop1:1" in tres-per-task
+        requested = ",".join(item for item in job.get(field, "").split(",") if _GPU_REQUEST_RE.match(item))
+        gres = parse_gres(requested)
+        count = gpu_count(gres)
+        if gres and (count is None or not times):
+            return ",".join(types), None
+        total += (count or 0) * times
+        types += [t for t in gpu_types(gres) if t not in types]
+    return ",".join(types), total
+
+
+def parse_squeue_all(text, fields=SQUEUE_ALL_FIELDS):
+    """Output of SQUEUE_ALL_ARGV (or of another field list, given as --Format names;
+    "%i|%u|%P|%T|%b|%D|%r" is ("JobArrayID", "UserName", "Partition", "State",
+    "tres-per-node", "NumNodes", "Reason")) -> [QueuedJob]. gpus is the job's total:
+    its tres-alloc when that counts GPUs, else what it asked for; None when neither
+    says. partitions is a tuple (a pending job may name several)."""
     jobs = []
     for line in text.splitlines():
-        fields = line.strip().split("|")
-        if len(fields) != 7:
+        values = line.strip().split("|")
+        if values and values[-1] == "" and len(values) == len(fields) + 1:
+            values.pop()  # --Format's "|" suffix ends every field
+        if len(values) != len(fields):
             continue
-        job_id, user, partitions, state, gres, nodes, reason = fields
-        gpus = [g for g in parse_gres(gres) if g.name == "gpu"]
-        node_count = max(_int(nodes), 1)
+        job = dict(zip(fields, values))
+        node_count = max(_int(job.get("NumNodes", "")), 1)
+        gpu_type, gpus = gpus_from_tres(job.get("tres-alloc", ""))
+        if not gpus:
+            gpu_type, gpus = _requested_gpus(job, node_count)
         jobs.append(QueuedJob(
-            job_id=job_id, user=user, partitions=tuple(p for p in partitions.split(",") if p), state=state,
-            gpu_type=gpus[0].type if gpus else "", gpus=sum(g.count for g in gpus) * node_count,
-            nodes=node_count, reason=_no_reason(reason),
+            job_id=job["JobArrayID"], user=job.get("UserName", ""),
+            partitions=tuple(p for p in job.get("Partition", "").split(",") if p), state=job.get("State", ""),
+            gpu_type=gpu_type, gpus=gpus, nodes=node_count, reason=_no_reason(job.get("Reason", "")),
         ))
     return jobs
 
 
+# src/api/allocate.c, slurm_job_will_run(): up to 24.11 "Job J to start at T using N
+# processors on nodes X in partition P"; from 25.05 "Job J to start at T on cluster C
+# a using N processors ..." (" on cluster C" only when it knows the cluster, and the
+# stray "a" as printed). A heterogeneous job says "... using N processors on X".
 _TEST_ONLY_RE = re.compile(
-    r"Job (\d+) to start at (\S+) using (\d+) processors on nodes (\S+) in partition (\S+)")
+    r"Job (\d+) to start at (.+?)(?: on cluster (\S+))?(?: a)? using (\d+) processors on (?:nodes )?(\S+)"
+    r"(?: in partition (\S+))?$", re.MULTILINE)
 
 
 def parse_sbatch_test_only(stderr):
-    """An accepted `sbatch --test-only` ("sbatch: Job 16 to start at T using N
-    processors on nodes gh001 in partition P", on stderr) -> {start, nodes,
+    """An accepted `sbatch --test-only` (its sentence on stderr) -> {start, nodes,
     partition}, or None when it said something else."""
     match = _TEST_ONLY_RE.search(stderr)
     if not match:
+        if stderr.strip():
+            warn_unknown("sbatch --test-only accepted the job but said {!r}: start and nodes unknown".format(
+                stderr.strip().splitlines()[-1]))
         return None
-    return {"start": match.group(2), "nodes": match.group(4), "partition": match.group(5)}
+    return {"start": match.group(2), "nodes": match.group(5), "partition": match.group(6) or ""}
 
 
 def sbatch_test_only_reason(stderr):
