@@ -100,6 +100,22 @@ def test_cancel_lets_the_program_save_and_kills_one_that_ignores_sigterm(bake):
              what="CANCELLED once the program was killed")
 
 
+def test_cancel_while_the_job_sets_itself_up_is_recorded_cancelled(bake):
+    """make cancel right after make train lands while the job script still sets
+    itself up (settings, its id, its start record: the runtime's own steps): the
+    signal is noted and acted on once the run can record its end."""
+    project = bake()
+    for delay in (0.0, 0.05, 0.1, 0.2, 0.4):
+        exp = f"early{int(delay * 100)}"
+        make(project, "new", f"EXP={exp}", "SET=training.seconds_per_epoch=5", env=LOCAL)
+        make(project, "train", f"EXP={exp}", env=LOCAL)
+        time.sleep(delay)
+        make(project, "cancel", f"EXP={exp}", env=LOCAL)
+    for exp in ("early0", "early5", "early10", "early20", "early40"):
+        wait_for(lambda exp=exp: status_rows(project, env=LOCAL)[(exp, "train")]["STATE"] == "CANCELLED",
+                 timeout=30, what=f"{exp} CANCELLED")
+
+
 @pytest.fixture
 def project(alice_site, alice_dir) -> Path:
     expflow_as_alice(alice_site, alice_dir, "scaffold", alice_dir.name, "--no-input", "--set", "partition=cs",

@@ -257,6 +257,9 @@ def cmd_cancel(env):
         print("experiment {} has no job left to cancel".format(exp_id))
         return 0
     submit.cancel_jobs(live)
+    for job in live:
+        if job.get("backend") == "local" and job.get("stage"):
+            submit.record_early_cancel(files.experiment_dir(ROOT, exp_id), job)
     print("[OK] cancel requested for {}: {}".format(exp_id, ", ".join(
         "{} job {}".format(job["stage"], job["job_id"]) for job in live)))
     return 0

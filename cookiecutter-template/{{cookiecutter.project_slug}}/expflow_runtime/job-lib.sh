@@ -8,8 +8,14 @@
 #   sets up the environment named in settings.env, then runs COMMAND.
 # The same functions run under SLURM and on the local backend (plain bash).
 
+# SIGTERM and SIGINT reach the whole process group (make cancel, scancel,
+# Ctrl-C): the runtime's own steps ignore them, so that a signal never cuts a
+# record short; this shell's traps act on them once the step is done.
 expflow_runtime() {
-  python3 -I expflow_runtime/run.py "$@"
+  (
+    trap '' TERM INT
+    exec python3 -I expflow_runtime/run.py "$@"
+  )
 }
 
 expflow_record() {
@@ -272,6 +278,10 @@ on_local_timeout() {
 run_stage() {
   local stage="$1" exp_dir="$2" status=0
   shift 2
+  # A signal while the run is set up is noted, and acted on once its end can be recorded.
+  EXPFLOW_SIGNAL=""
+  trap 'EXPFLOW_SIGNAL=TERM' TERM
+  trap 'EXPFLOW_SIGNAL=INT' INT
   load_settings || return 1
 
   EXPFLOW_STAGE="${stage}"
@@ -299,11 +309,14 @@ run_stage() {
 
   # The EXIT trap records the end in every case; TERM (scancel, time limit,
   # make cancel) and INT are turned into an exit so that the trap runs.
-  EXPFLOW_SIGNAL=""
   EXPFLOW_REQUEUE=""
   trap 'status=$?; stop_local_timer; expflow_record finish "${status}" "${EXPFLOW_SIGNAL}"' EXIT
   trap on_terminate TERM
   trap 'EXPFLOW_SIGNAL=INT; exit 130' INT
+  case "${EXPFLOW_SIGNAL}" in
+    TERM) exit 143 ;;
+    INT) exit 130 ;;
+  esac
   trap on_time_limit USR1
   trap on_local_timeout ALRM
 

@@ -5,6 +5,7 @@ one local launcher, job arrays and their index files, git snapshots, cancelling.
 Standard library only, Python 3.6+.
 """
 
+import json
 import os
 import shlex
 import shutil
@@ -366,3 +367,20 @@ def stop_local_job(job):
         os.killpg(int(job["pid"]), signal.SIGTERM)
     except (ProcessLookupError, PermissionError, KeyError, TypeError, ValueError):
         pass  # already gone
+
+
+def record_early_cancel(exp_path, job, wait=3.0):
+    """A local job cancelled before its script could set its traps (within its
+    first moments) ends without a record of its own, and would show LOST. Once
+    its process group is gone, write the CANCELLED record it could not; a job
+    that is still ending records itself, and a record is never overwritten."""
+    path = files.run_record_path(exp_path, job["stage"], job["job_id"])
+    deadline = time.monotonic() + wait
+    while not os.path.exists(path) and files.pid_alive(job.get("pid")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if os.path.exists(path) or files.pid_alive(job.get("pid")):
+        return  # it has its record, or it is setting itself up and will write one
+    record = {"stage": job["stage"], "job_id": job["job_id"], "state": "CANCELLED", "exit_code": 143,
+              "signal": "TERM", "ended": files.now_iso(), "note": "cancelled before the job had started"}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    files.write_bytes_atomic(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(), exclusive=True)
