@@ -45,7 +45,7 @@ JOB_STEPS = {
     "job-id": ("jobrecord", "job_id"),
     "job-seconds": ("jobrecord", "job_seconds"),
     "run-local-array": ("submit", "run_local_array_command"),
-    "job-settings": ("files", "job_settings"),
+    "job-settings": ("profiles", "job_settings"),
 }
 
 
