@@ -80,7 +80,8 @@ def add_profile(directory: Path, facts: ClusterFacts | None, env: Mapping[str, s
         if not module.uses_profiles(str(project)):
             settings = module.files.read_settings(str(project))
             split_into = module.check_name(settings.get("CLUSTER") or module.LOCAL, "CLUSTER")
-            moved = tuple(module.split_settings(str(project), split_into))
+            moved = tuple(key for key in module.split_settings(str(project), split_into)
+                          if key not in module.KEPT_KEYS)
         if name in module.profile_names(str(project)):
             return Added(name, False, why, split_into, moved)
         note = f"Written by `expflow profile add` ({why})."

@@ -120,6 +120,19 @@ def test_one_project_trains_on_two_clusters_and_reports_both(alice_site, alice_d
         assert "add FORCE=1 to evaluate it here anyway" in refused.stderr
         missing = alice_make(clone, "train", "EXP=003", env={**GREENE, "PROFILE": "amarel"}, check=False)
         assert "PROFILE=amarel: there is no profiles/amarel.env (profiles: greene, torch)" in missing.stderr
+
+        # a job still running on torch, seen and cancelled from greene: shown, never cancelled by its id there
+        out = alice_make(clone, "train", "EXP=004", "SET=training.epochs=100 training.seconds_per_epoch=2").stdout
+        assert "(profile torch (cluster torch); auto: sbatch found; cs," in out
+        torch_job = metadata(clone, "004")["jobs"][0]["job_id"]
+        wait_for(lambda: list((clone / "experiments" / "004" / "runs").glob("train-*.json")), what="004 to start")
+        row = status_rows(clone, user=USER, env=GREENE)[("004", "train")]
+        assert row["REASON"].startswith("on torch, last seen RUNNING at 20")
+        out = alice_make(clone, "cancel", "EXP=004", env=GREENE)
+        assert f"WARNING: job {torch_job} runs on torch, not here: cancel it there" in out.stderr
+        assert "experiment 004 has no job left to cancel" in out.stdout
+        assert status_rows(clone, user=USER)[("004", "train")]["STATE"] in ("PENDING", "RUNNING")  # sacct lags
+        alice_make(clone, "cancel", "EXP=004")
     finally:
         cancel_greene_jobs_under(alice_dir)
 

@@ -12,13 +12,19 @@ import time
 from pathlib import Path
 
 import pytest
+import test_update
 from conftest import make, read_data, wait_for
+from test_update import edit, project_0_2
 
 from expflow import migrations
 from expflow.cli import main
 from expflow.fileops import Backup
 from expflow.runtime import module
+from expflow.update import update_project
 
+legacy_template = test_update.legacy_template  # the fixtures the synthetic 0.2.0 and 0.3.0 templates are made with
+template_0_2 = test_update.template_0_2
+template_0_3 = test_update.template_0_3
 # the SLURM commands a project or expflow calls: a machine "without SLURM" lacks them
 SLURM_COMMANDS = {"sbatch", "scontrol", "squeue", "sacct", "sacctmgr", "sinfo", "scancel", "srun", "salloc"}
 
@@ -63,7 +69,8 @@ def test_splitting_settings_env_keeps_every_value(bake):
     moved = profiles().split_settings(str(project), "torch")
     assert moved["ACCOUNT"] == "given twice" and moved["SCRATCH_ROOT"] == "/scratch/o'connor/with space"
     shared = files.read_settings(str(project))
-    assert not set(shared) & set(profiles().PROFILE_KEYS)  # each cluster value lives in the profile only
+    # each cluster value lives in the profile only; CLUSTER, the cluster it was made for, is kept
+    assert set(shared) & set(profiles().PROFILE_KEYS) == {"CLUSTER"} and shared["CLUSTER"] == "torch"
     assert shared["PRIMARY_METRIC"] == "val_acc" and shared["MAX_RESTARTS"] == "10"
     assert dict(shared, **profiles().read_profile(str(project), "torch")) == before
     assert "# What \"best\" means" in (project / "settings.env").read_text()  # comments stay
@@ -123,7 +130,7 @@ def test_a_laptop_gets_the_local_profile(bake, monkeypatch, no_slurm_path, capsy
     monkeypatch.chdir(project)
     assert main(["profile", "add"]) == 0
     out = capsys.readouterr().out
-    assert "moved settings.env's cluster settings (CLUSTER, " in out and "to profiles/torch.env" in out
+    assert "moved settings.env's cluster settings (SLURM_ACCOUNTING, MAX_ARRAY_SIZE, ACCOUNT, " in out and "to profiles/torch.env" in out
     assert "[OK] wrote profiles/local.env (no SLURM here)" in out
     local = profiles().read_profile(str(project), "local")
     assert local["PARTITION"] == "" and local["ACCOUNT"] == "" and local["CLUSTER"] == ""
@@ -193,3 +200,22 @@ def test_the_0_3_0_migration_records_the_cluster_of_earlier_jobs(bake):
     steps = migrations.record_steps("0.2.0", "0.3.0")
     assert [step.migrate for step in steps] == [migrations.cluster_on_jobs]
     assert migrations.cluster_on_jobs(bake("made-without-slurm", cluster="local"), None) == []
+
+
+def test_an_update_to_0_3_0_keeps_profiles_and_records_the_cluster(template_0_2, template_0_3, tmp_path,
+                                                                   monkeypatch):
+    """A 0.2.0 project split into profiles, with a SLURM job from before: the
+    update leaves profiles/ and the split settings.env as they are (no moved
+    line comes back) and writes the cluster into the job's intent."""
+    project = project_0_2(template_0_2, tmp_path, monkeypatch)
+    edit(project / "settings.env", "CLUSTER='local'", "CLUSTER='greene'")
+    files = module("files")
+    before = files.read_settings(str(project))
+    profiles().split_settings(str(project), "greene")
+    job = write_intent(project, "001", "a", backend="slurm", job_id="12")
+    update_project(project, template=template_0_3)
+    assert (project / "expflow_runtime" / "VERSION").read_text() == "0.3.0\n"
+    shared = files.read_settings(str(project))
+    assert set(shared) & set(profiles().PROFILE_KEYS) == {"CLUSTER"}
+    assert dict(shared, **profiles().read_profile(str(project), "greene")) == dict(before, PROJECT_NAME="demo")
+    assert json.loads(job.read_text())["cluster"] == "greene"

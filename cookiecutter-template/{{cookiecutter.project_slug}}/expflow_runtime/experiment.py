@@ -202,8 +202,10 @@ def refuse_other_cluster(exp_id, train, env, what):
     the scratch of the cluster it ran on: refused on another cluster unless
     FORCE=1, and never while it may still run there (no job of here could wait
     for it). train: current_jobs' merged training job."""
+    if not train or not train.get("cluster"):
+        return  # recorded without a cluster: this one's
     here, _problem = profiles.cluster_here(ROOT, env)
-    if not train or not profiles.elsewhere(train, here):
+    if not profiles.elsewhere(train, here):
         return
     where = "the training of {} ran on {} (job {}, last seen {}), this is {}".format(
         exp_id, train["cluster"], train["job_id"], train["state"], here or "a machine without SLURM")
@@ -273,8 +275,8 @@ def cmd_resume(env):
 def cmd_cancel(env):
     exp_id = existing(env)
     metadata, jobs = current_jobs(exp_id, profiles.project_settings(env), env)
-    live = [files.latest_job(metadata, stage) for stage, job in sorted(jobs.items())
-            if job["state"] not in slurmkit.FINAL_STATES and job["job_id"]]
+    live = profiles.only_here([files.latest_job(metadata, stage) for stage, job in sorted(jobs.items())
+                               if job["state"] not in slurmkit.FINAL_STATES and job["job_id"]], env)
     for stage, job in sorted(jobs.items()):
         if job["state"] == "SUBMITTING":
             files.warn("the {} submission of {} is still being looked for ({}): make cancel again once make "

@@ -31,6 +31,9 @@ LOCAL = "local"  # the profile of a machine without SLURM
 PROFILE_KEYS = ("CLUSTER", "SLURM_ACCOUNTING", "MAX_ARRAY_SIZE", "ACCOUNT", "PARTITION", "QOS",
                 "CONSTRAINT", "GPU_TYPE", "GPUS", "TIME", "SCRATCH_ROOT", "ENV_MODULES", "ENV_CONDA",
                 "ENV_CONDA_BASE", "ENV_VENV", "ENV_CONTAINER", "ENV_CONTAINER_OVERLAY")
+# ... of which settings.env keeps a copy when split: the cluster the project was
+# made for (what `expflow update` records for jobs from before profiles).
+KEPT_KEYS = ("CLUSTER",)
 # Keys project_settings adds: the profile in use and why (printed at submission).
 CHOSEN_KEYS = ("PROFILE", "PROFILE_CHOICE")
 CACHE_DIR = ".expflow"
@@ -191,6 +194,16 @@ def elsewhere(job, here):
     return bool(job.get("cluster")) and job["cluster"] != here
 
 
+def only_here(jobs, env, root=files.ROOT):
+    """The jobs (metadata entries) this cluster's scheduler can cancel; each of
+    another cluster is said, not cancelled: its id here may be someone's job."""
+    here = cluster_of_jobs(jobs, env, root)
+    for job in jobs:
+        if elsewhere(job, here):
+            files.warn("job {} runs on {}, not here: cancel it there".format(job.get("job_id", "?"), job["cluster"]))
+    return [job for job in jobs if not elsewhere(job, here)]
+
+
 def cluster_of_jobs(jobs, env, root=files.ROOT):
     """The cluster here, asked only when some job records one (else "")."""
     return cluster_here(root, env)[0] if any(job.get("cluster") for job in jobs) else ""
@@ -217,10 +230,10 @@ def job_settings(argv, env):
 
 def split_settings(root, name):
     """Turn a project of one settings.env into profiles: settings.env's lines of
-    PROFILE_KEYS move to profiles/<name>.env, every value kept (settings.env
-    with the profile over it reads as settings.env did). The profile is written
-    first: cut short, both files hold those values and nothing is lost.
-    Returns the moved {KEY: value}."""
+    PROFILE_KEYS move to profiles/<name>.env (KEPT_KEYS are copied), every value
+    kept (settings.env with the profile over it reads as settings.env did). The
+    profile is written first: cut short, both files hold those values and
+    nothing is lost. Returns the moved {KEY: value}."""
     if uses_profiles(root):
         raise files.ProjectError("{} exists already: this project has profiles".format(
             files.display_path(profiles_dir(root))))
@@ -233,10 +246,11 @@ def split_settings(root, name):
         setting = files.parse_setting(line)
         if setting and setting[0] in PROFILE_KEYS:
             moved[setting[0]] = setting[1]  # a key given twice: the last wins, as in read_settings
-        else:
+        if not setting or setting[0] not in PROFILE_KEYS or setting[0] in KEPT_KEYS:
             kept.append(line)
+    names = [key for key in PROFILE_KEYS if key in moved and key not in KEPT_KEYS]
     kept.insert(leading_comments(kept), "# The cluster's own settings ({}) live in profiles/<cluster>.env: "
-                "docs/clusters.md.".format(", ".join(key for key in PROFILE_KEYS if key in moved) or "none"))
+                "docs/clusters.md.".format(", ".join(names) or "none"))
     write_profile(root, name, moved, "Moved here from settings.env by `expflow profile add`.")
     files.write_text_atomic(path, "\n".join(kept))
     if dict(files.read_settings(root), **read_profile(root, name)) != before:

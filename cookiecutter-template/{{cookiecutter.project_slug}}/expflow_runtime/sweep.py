@@ -208,8 +208,14 @@ def cmd_retry(env):
     settings = profiles.project_settings(env)
     with sweep_locked(name, "make sweep-retry"):
         failed = []
-        for exp, jobs in sweep_members(name, env, settings):
+        members = sweep_members(name, env, settings)
+        here = profiles.cluster_of_jobs([job for _, jobs in members for job in jobs.values()], env)
+        for exp, jobs in members:
             if "train" not in jobs or jobs["train"]["state"] not in state.RESUMABLE:
+                continue
+            if profiles.elsewhere(jobs["train"], here) and not files.flag(env, "FORCE"):
+                print("skipped {}: it trained on {}, whose scratch may hold its checkpoints (FORCE=1 retries it "
+                      "here)".format(exp["id"], jobs["train"]["cluster"]))
                 continue
             live = [job for job in jobs.values() if state.may_still_run(job)]
             if live and not files.flag(env, "FORCE"):
@@ -232,9 +238,15 @@ def cmd_eval(env):
     name = sweepspec.sweep_name(env.get("SWEEP", ""))
     settings = profiles.project_settings(env)
     groups = {}
-    for exp, jobs in sweep_members(name, env, settings):
+    members = sweep_members(name, env, settings)
+    here = profiles.cluster_of_jobs([job for _, jobs in members for job in jobs.values()], env)
+    for exp, jobs in members:
         train = jobs.get("train")
         if train is None or train["state"] in slurmkit.FINAL_STATES and train["state"] != "COMPLETED":
+            continue
+        if profiles.elsewhere(train, here) and (train["state"] != "COMPLETED" or not files.flag(env, "FORCE")):
+            print("skipped {}: it trained on {}; evaluate it there (or FORCE=1 here once it completed)".format(
+                exp["id"], train["cluster"]))
             continue
         array = files.latest_job(exp["metadata"], "train").get("array_job_id", "")
         done = train["state"] == "COMPLETED"
@@ -252,7 +264,7 @@ def cmd_cancel(env):
     settings = profiles.project_settings(env)
     live = [(exp, stage) for exp, jobs in sweep_members(name, env, settings) for stage, job in jobs.items()
             if job["state"] not in slurmkit.FINAL_STATES]
-    entries = [files.latest_job(exp["metadata"], stage) for exp, stage in live]
+    entries = profiles.only_here([files.latest_job(exp["metadata"], stage) for exp, stage in live], env)
     # one scancel for every array: cancelling an array cancels all its tasks
     arrays = {entry["array_job_id"] for entry in entries if entry.get("backend") == "slurm"}
     local = [entry for entry in entries if entry.get("backend") == "local"]
