@@ -130,7 +130,8 @@ def test_a_laptop_gets_the_local_profile(bake, monkeypatch, no_slurm_path, capsy
     monkeypatch.chdir(project)
     assert main(["profile", "add"]) == 0
     out = capsys.readouterr().out
-    assert "moved settings.env's cluster settings (SLURM_ACCOUNTING, MAX_ARRAY_SIZE, ACCOUNT, " in out and "to profiles/torch.env" in out
+    assert "moved settings.env's cluster settings (SLURM_ACCOUNTING, MAX_ARRAY_SIZE, ACCOUNT, " in out
+    assert "to profiles/torch.env" in out
     assert "[OK] wrote profiles/local.env (no SLURM here)" in out
     local = profiles().read_profile(str(project), "local")
     assert local["PARTITION"] == "" and local["ACCOUNT"] == "" and local["CLUSTER"] == ""

@@ -136,7 +136,7 @@ def submit_stage(exp_id, stage, env, settings, current, attempt=1):
     if change:
         intent["gpu_type_change"] = change
     job = submit.submit_recorded([(exp_path, intent)], launch)[0]
-    report_submission(exp_id, job, "{}; {}".format(profiles.describe_place(job, settings), why), after, change)
+    report_submission(exp_id, job, profiles.describe_place(job, settings, why), after, change)
     return 0
 
 

@@ -181,11 +181,12 @@ def job_place(settings, env, backend, root=files.ROOT):
     return {"cluster": cluster, "profile": settings.get("PROFILE", "")}
 
 
-def describe_place(place, settings):
-    """"profile greene (cluster greene)" for the submission's [OK] line."""
+def describe_place(place, settings, why):
+    """"profile greene (cluster greene); WHY" for the submission's [OK] line
+    (why: how the backend was chosen)."""
     if place["profile"]:
-        return "profile {} ({})".format(place["profile"], settings.get("PROFILE_CHOICE", ""))
-    return "cluster {}".format(place["cluster"]) if place["cluster"] else "this machine"
+        return "profile {} ({}); {}".format(place["profile"], settings.get("PROFILE_CHOICE", ""), why)
+    return "cluster {}; {}".format(place["cluster"], why) if place["cluster"] else why
 
 
 def elsewhere(job, here):

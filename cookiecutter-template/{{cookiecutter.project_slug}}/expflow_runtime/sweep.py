@@ -130,8 +130,8 @@ def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None
         jobs = submit.submit_recorded(entries, launch, task_outcome)
         submitted.append((jobs[0]["array_job_id"], len(group)))
     for array_id, count in submitted:
-        print("[OK] submitted {} {} tasks of sweep {} as array {} ({}; {})".format(
-            count, stage, name, array_id, profiles.describe_place(place, settings), why))
+        print("[OK] submitted {} {} tasks of sweep {} as array {} ({})".format(
+            count, stage, name, array_id, profiles.describe_place(place, settings, why)))
     return submitted
 
 
