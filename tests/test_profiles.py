@@ -220,3 +220,13 @@ def test_an_update_to_0_3_0_keeps_profiles_and_records_the_cluster(template_0_2,
     assert set(shared) & set(profiles().PROFILE_KEYS) == {"CLUSTER"}
     assert dict(shared, **profiles().read_profile(str(project), "greene")) == dict(before, PROJECT_NAME="demo")
     assert json.loads(job.read_text())["cluster"] == "greene"
+
+
+def test_the_gpu_type_warning_names_the_clusters():
+    experiment = module("experiment")
+    metadata = {"jobs": [{"stage": "train", "backend": "slurm", "job_id": "7", "cluster": "torch",
+                          "resources": {"gpu_type": "l40s"}}]}
+    assert experiment.gpu_type_change("001", metadata, "eval", {"gpu_type": "a100"}, "greene") == {
+        "from": "l40s (torch)", "to": "a100 (greene)", "reference": "its training"}
+    assert experiment.gpu_type_change("001", metadata, "eval", {"gpu_type": "a100"}, "torch") == {
+        "from": "l40s", "to": "a100", "reference": "its training"}  # one cluster: no names

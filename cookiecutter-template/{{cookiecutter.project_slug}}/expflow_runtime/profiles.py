@@ -72,7 +72,8 @@ def read_profile(root, name):
 
 def profile_text(name, values, note):
     """A profile file: a header saying what it is, then KEY='value' lines."""
-    lines = ["# Profile {}: the settings of cluster {} for this project (docs/clusters.md).".format(name, name),
+    lines = ["# Profile {}: the settings of cluster {} for this project (README.md, Several clusters).".format(
+        name, name),
              "# On that cluster they apply over settings.env. Data only: KEY='value' lines.",
              "# " + note]
     ordered = [key for key in PROFILE_KEYS if key in values] + sorted(set(values) - set(PROFILE_KEYS))
@@ -159,7 +160,7 @@ def project_settings(env, root=files.ROOT):
     if not uses_profiles(root):
         if env.get("PROFILE"):
             raise files.ProjectError("PROFILE={} given, but this project has no profiles/: `expflow profile add` "
-                                     "writes one per cluster (docs/clusters.md)".format(env["PROFILE"]))
+                                     "writes one per cluster (README.md, Several clusters)".format(env["PROFILE"]))
         return settings
     name, why = choose_profile(root, env)
     present = profile_names(root)
@@ -251,7 +252,7 @@ def split_settings(root, name):
             kept.append(line)
     names = [key for key in PROFILE_KEYS if key in moved and key not in KEPT_KEYS]
     kept.insert(leading_comments(kept), "# The cluster's own settings ({}) live in profiles/<cluster>.env: "
-                "docs/clusters.md.".format(", ".join(names) or "none"))
+                "README.md, Several clusters.".format(", ".join(names) or "none"))
     write_profile(root, name, moved, "Moved here from settings.env by `expflow profile add`.")
     files.write_text_atomic(path, "\n".join(kept))
     if dict(files.read_settings(root), **read_profile(root, name)) != before:
