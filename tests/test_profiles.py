@@ -156,6 +156,12 @@ def test_a_laptop_gets_the_local_profile(bake, monkeypatch, no_slurm_path, capsy
              timeout=60, what="both local trainings")
     make(project, "results", env=env)
     assert "cluster" in (project / "results" / "results.csv").read_text().splitlines()[0].split(",")
+    out = make(project, "sweep", "SWEEP=configs/sweep-example.yaml", "MAX_PARALLEL=4", env=env).stdout
+    assert "tasks of sweep sweep-example as array local-array-" in out and "(profile local (no SLURM here); " in out
+    points = sorted((project / "experiments").glob("sweep-example-*/jobs/*.intent.json"))
+    assert len(points) == 8 and {json.loads(path.read_text())["profile"] for path in points} == {"local"}
+    wait_for(lambda: len(list((project / "experiments").glob("sweep-example-*/train_results.json"))) == 8,
+             timeout=180, what="the sweep's 8 points")
 
     (project / "profiles" / "local.env").unlink()
     result = make(project, "train", "EXP=003", env=env, check=False)
