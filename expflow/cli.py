@@ -25,6 +25,7 @@ from expflow.context import (
 )
 from expflow.detect import detect
 from expflow.errors import ExpflowError, UsageError
+from expflow.profiles import add_profile, list_profiles
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("dir", nargs="?", default=".", help="the project (default: .)")
     upd.add_argument("--dry-run", action="store_true", help="say what would change, per file; write nothing")
     upd.add_argument("--force", action="store_true", help="update a git project with uncommitted changes")
+
+    prof = commands.add_parser("profile", help="one project, several clusters: a profile of settings per cluster")
+    actions = prof.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="detect this cluster and write its profile, profiles/<ClusterName>.env")
+    add.add_argument("dir", nargs="?", default=".", help="the project (default: .)")
+    listing = actions.add_parser("list", help="the project's profiles, and which one this cluster gets")
+    listing.add_argument("dir", nargs="?", default=".", help="the project (default: .)")
     return parser
 
 
@@ -200,6 +208,30 @@ def run_update(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_profile(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        found = list_profiles(Path(args.dir))
+        if not found:
+            print("no profiles: this project is its one settings.env (expflow profile add writes the first)")
+        for profile in found:
+            where = ", ".join(f"{key}={profile.values[key]}" for key in ("ACCOUNT", "PARTITION", "GPU_TYPE")
+                              if profile.values.get(key))
+            print(f"{'*' if profile.here else ' '} {profile.name:16} {where or '(SLURM defaults)'}")
+        return 0
+    facts = detect()
+    for warning in facts.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    added = add_profile(Path(args.dir), facts)
+    if added.split_into:
+        print(f"[OK] moved settings.env's cluster settings ({', '.join(added.moved) or 'none'}) "
+              f"to profiles/{added.split_into}.env")
+    if added.written:
+        print(f"[OK] wrote profiles/{added.name}.env ({added.why}); check it, then: make train EXP=...")
+    else:
+        print(f"profiles/{added.name}.env exists already ({added.why}): left as it is")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, ask: Ask = input) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -209,6 +241,8 @@ def main(argv: Sequence[str] | None = None, ask: Ask = input) -> int:
             return run_resources(args)
         if args.command == "update":
             return run_update(args)
+        if args.command == "profile":
+            return run_profile(args)
         return run_scaffold(args, ask)
     except ExpflowError as exc:
         print(f"expflow: error: {exc}", file=sys.stderr)

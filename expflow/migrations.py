@@ -273,9 +273,34 @@ def journal_from_metadata(project: Path, backup: Backup | None) -> list[str]:
     return changed
 
 
+def cluster_on_jobs(project: Path, backup: Backup | None) -> list[str]:
+    """0.3.0 records with each job the cluster it was submitted on (docs/clusters.md):
+    a clone of the project on another cluster shows such a job from its records
+    instead of asking its own scheduler about a job id that is not its. A SLURM
+    job recorded before gets settings.env's CLUSTER, the cluster the project was
+    made for (none when it was made without SLURM: CLUSTER local)."""
+    files = runtime.module("files")
+    try:
+        cluster = files.read_settings(str(project)).get("CLUSTER", "")
+    except files.ProjectError as exc:
+        raise UpdateError(str(exc)) from None
+    if cluster in ("", "local"):
+        return []
+
+    def change(intent: Any) -> Any:
+        if isinstance(intent, dict) and intent.get("backend") == "slurm" and not intent.get("cluster"):
+            intent["cluster"] = cluster
+        return intent
+
+    return rewrite_json_records(project, backup, ("experiments/*/jobs/*.intent.json",
+                                                  "archive/*/jobs/*.intent.json"), change)
+
+
 RECORD_MIGRATIONS: list[RecordMigration] = [
     RecordMigration("0.1.0", "0.2.0", "jobs move from metadata.json into each experiment's journal (jobs/)",
                     journal_from_metadata),
+    RecordMigration("0.2.0", "0.3.0", "each SLURM job records its cluster (settings.env's CLUSTER for earlier jobs)",
+                    cluster_on_jobs),
 ]
 
 

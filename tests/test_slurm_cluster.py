@@ -103,7 +103,7 @@ def test_gpu_train_then_eval_afterok_to_results(project):
     alice_make(project, "new", "EXP=001")
     set_config(project, "001", seconds_per_epoch=3)
     out = alice_make(project, "train", "EXP=001").stdout
-    assert "(auto: sbatch found; l40s_public, 1x l40s, 01:00:00)" in out
+    assert "(cluster torch; auto: sbatch found; l40s_public, 1x l40s, 01:00:00)" in out
     out = alice_make(project, "eval", "EXP=001").stdout
     assert "after train job" in out
     # the reason appears once the scheduler has looked at the job (sched_interval)

@@ -8,7 +8,7 @@ import os
 import string
 import sys
 
-from . import comparison, files, harvest, state, tables
+from . import comparison, files, harvest, profiles, state, tables
 
 ROOT = files.ROOT
 
@@ -25,7 +25,7 @@ def chosen_ids(env):
 
 def load(ids, env):
     """The experiments and their result rows (one scheduler call for all)."""
-    settings = files.read_settings(ROOT)
+    settings = profiles.project_settings(env)
     patterns = state.metric_patterns(settings)
     experiments = [state.load_experiment(ROOT, exp_id, patterns) for exp_id in ids]
     state.warn_problems(experiments)

@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 
-from . import configs, files, ledger, slurmkit, state, submit, tables, values
+from . import configs, files, ledger, profiles, slurmkit, state, submit, tables, values
 
 ROOT = files.ROOT
 STAGES = files.STAGES
@@ -55,16 +55,16 @@ def create_experiment(exp_id, env, settings):
 
 
 def cmd_new(env):
-    create_experiment(files.check_experiment_id(env.get("EXP", "")), env, files.read_settings(ROOT))
+    create_experiment(files.check_experiment_id(env.get("EXP", "")), env, profiles.project_settings(env))
     return 0
 
 
 # ----------------------------------------------------------------- reproducibility records
 
-def gpu_type_change(exp_id, metadata, stage, resources):
+def gpu_type_change(exp_id, metadata, stage, resources, cluster=""):
     """(reference gpu type, where it ran) that this submission would change, or None:
     eval and resume compare with the experiment's own training, the first training
-    of a clone with its parent's."""
+    of a clone with its parent's. A change of cluster (cluster: this one's) is named."""
     reference, where = files.latest_job(metadata, "train"), "its training"  # "... ran on l40s"
     if reference is None and metadata.get("parent"):
         parent = files.experiment_dir(ROOT, metadata["parent"])
@@ -74,7 +74,11 @@ def gpu_type_change(exp_id, metadata, stage, resources):
         return None
     before = reference.get("resources", {}).get("gpu_type", "")
     if before and before != resources["gpu_type"]:
-        return {"from": before, "to": resources["gpu_type"] or "no GPU", "reference": where}
+        change = {"from": before, "to": resources["gpu_type"] or "no GPU", "reference": where}
+        if reference.get("cluster") and cluster and reference["cluster"] != cluster:
+            change.update({"from": "{} ({})".format(before, reference["cluster"]),
+                           "to": "{} ({})".format(change["to"], cluster)})
+        return change
     return None
 
 
@@ -111,7 +115,8 @@ def submit_stage(exp_id, stage, env, settings, current, attempt=1):
     token = ledger.new_token()
     intent = {"token": token, "stage": stage, "backend": backend, "resources": resources, "attempt": attempt,
               "job_name": ledger.job_name(exp_id, stage, token), "log_template": files.log_name(stage, "{job_id}")}
-    change = gpu_type_change(exp_id, metadata, stage, resources) if backend == "slurm" else None
+    intent.update(profiles.job_place(settings, env, backend))
+    change = gpu_type_change(exp_id, metadata, stage, resources, intent["cluster"]) if backend == "slurm" else None
     if backend == "slurm":
         if after_entry and after_entry.get("backend") != "slurm":
             raise files.ProjectError(
@@ -131,7 +136,7 @@ def submit_stage(exp_id, stage, env, settings, current, attempt=1):
     if change:
         intent["gpu_type_change"] = change
     job = submit.submit_recorded([(exp_path, intent)], launch)[0]
-    report_submission(exp_id, job, why, after, change)
+    report_submission(exp_id, job, profiles.describe_place(job, settings, why), after, change)
     return 0
 
 
@@ -167,7 +172,7 @@ def submit_new_stage(env, stage):
     """make train / make eval: the stage's first job (RESUBMIT=1: another one,
     once no job of the experiment may still run)."""
     exp_id = files.check_experiment_id(env.get("EXP", ""))
-    settings = files.read_settings(ROOT)
+    settings = profiles.project_settings(env)
     exp_path = files.experiment_dir(ROOT, exp_id)
     if not os.path.isdir(exp_path):
         if stage != "train":
@@ -187,7 +192,29 @@ def submit_new_stage(env, stage):
                                      .format(exp_id, stage, previous["job_id"]))
         if previous:
             refuse_while_running(exp_id, jobs, env, "submit another " + stage)
+        if stage == "eval":
+            refuse_other_cluster(exp_id, jobs.get("train"), env, "evaluate it")
         return submit_stage(exp_id, stage, env, settings, current)
+
+
+def refuse_other_cluster(exp_id, train, env, what):
+    """Eval and resume go on from the training's checkpoints, which may be on
+    the scratch of the cluster it ran on: refused on another cluster unless
+    FORCE=1, and never while it may still run there (no job of here could wait
+    for it). train: current_jobs' merged training job."""
+    if not train or not train.get("cluster"):
+        return  # recorded without a cluster: this one's
+    here, _problem = profiles.cluster_here(ROOT, env)
+    if not profiles.elsewhere(train, here):
+        return
+    where = "the training of {} ran on {} (job {}, last seen {}), this is {}".format(
+        exp_id, train["cluster"], train["job_id"], train["state"], here or "a machine without SLURM")
+    if train["state"] != "COMPLETED" and state.may_still_run(train):
+        raise files.ProjectError("{}: cannot {} here while it may still run there".format(where, what))
+    if not files.flag(env, "FORCE"):
+        raise files.ProjectError("{}: its checkpoints may be on {}'s scratch; {} there, or add FORCE=1 to {} here "
+                                 "anyway".format(where, train["cluster"], what.split()[0], what))
+    files.warn("FORCE=1: {}; going on".format(where))
 
 
 def refuse_while_running(exp_id, jobs, env, what):
@@ -228,7 +255,7 @@ def cmd_resume(env):
     """Resubmit a failed, cancelled or timed-out training in place: same directory,
     same checkpoints, attempt n+1; the job sees EXPFLOW_RESUME=1."""
     exp_id = existing(env)
-    settings = files.read_settings(ROOT)
+    settings = profiles.project_settings(env)
     exp_path = files.experiment_dir(ROOT, exp_id)
     with ledger.locked(exp_path, exp_id, "make resume"):
         current = current_jobs(exp_id, settings, env)
@@ -236,6 +263,7 @@ def cmd_resume(env):
         train = jobs.get("train")
         if train is None:
             raise files.ProjectError("experiment {} was never trained: make train EXP={}".format(exp_id, exp_id))
+        refuse_other_cluster(exp_id, train, env, "resume it")
         refuse_while_running(exp_id, jobs, env, "resume")
         if train["state"] not in state.RESUMABLE and not files.flag(env, "FORCE"):
             raise files.ProjectError("train job {} of {} is {}: only {} can be resumed".format(
@@ -246,9 +274,9 @@ def cmd_resume(env):
 
 def cmd_cancel(env):
     exp_id = existing(env)
-    metadata, jobs = current_jobs(exp_id, files.read_settings(ROOT), env)
-    live = [files.latest_job(metadata, stage) for stage, job in sorted(jobs.items())
-            if job["state"] not in slurmkit.FINAL_STATES and job["job_id"]]
+    metadata, jobs = current_jobs(exp_id, profiles.project_settings(env), env)
+    live = profiles.only_here([files.latest_job(metadata, stage) for stage, job in sorted(jobs.items())
+                               if job["state"] not in slurmkit.FINAL_STATES and job["job_id"]], env)
     for stage, job in sorted(jobs.items()):
         if job["state"] == "SUBMITTING":
             files.warn("the {} submission of {} is still being looked for ({}): make cancel again once make "
@@ -272,7 +300,7 @@ def cmd_archive(env):
     exp_path = files.experiment_dir(ROOT, exp_id)
     target = os.path.join(ROOT, "archive", exp_id)
     with ledger.locked(exp_path, exp_id, "make archive"):
-        _, jobs = current_jobs(exp_id, files.read_settings(ROOT), env)
+        _, jobs = current_jobs(exp_id, profiles.project_settings(env), env)
         refuse_while_running(exp_id, jobs, env, "archive it")
         if os.path.lexists(target):
             raise files.ProjectError("archive/{} already exists; nothing moved".format(exp_id))
@@ -285,7 +313,7 @@ def cmd_archive(env):
 
 def cmd_list(env):
     """Ids with the state of their newest job and their description."""
-    settings = files.read_settings(ROOT)
+    settings = profiles.project_settings(env)
     experiments = state.load_all(ROOT, settings)
     latest = {}
     for exp, _stage, job in state.job_table(experiments, settings, env):

@@ -84,11 +84,11 @@ def parse_setting(line):
     return key, value
 
 
-def read_settings(root, missing_ok=False):
-    """DIR/settings.env -> {KEY: value}, in the grammar of SETTING_LINE; anything
-    else is a ProjectError naming the file and the line. missing_ok: an
-    experiment without its own settings has {}."""
-    path = os.path.join(root, SETTINGS_FILE)
+def read_settings(root, missing_ok=False, name=SETTINGS_FILE):
+    """DIR/settings.env (or DIR/name: a profile) -> {KEY: value}, in the grammar
+    of SETTING_LINE; anything else is a ProjectError naming the file and the
+    line. missing_ok: an experiment without its own settings has {}."""
+    path = os.path.join(root, name)
     if missing_ok and not os.path.lexists(path):
         return {}
     try:
@@ -133,12 +133,11 @@ def write_settings(path, values):
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
-def job_settings(argv, env):
-    """run.py job-settings [DIR]: DIR's settings.env (the project's by default) as
-    NUL-terminated KEY=VALUE records and then the record END, which job-lib.sh
-    assigns with printf -v: bash never runs the file. A file read_settings
-    refuses prints no record: the job stops before anything runs."""
-    settings = read_settings(argv[0] if argv else ROOT)
+def write_setting_records(settings):
+    """settings (profiles.job_settings: run.py job-settings) as NUL-terminated
+    KEY=VALUE records and then the record END, which job-lib.sh assigns with
+    printf -v: bash never runs the file. A file read_settings refuses prints no
+    record: the job stops before anything runs."""
     records = ["{}={}".format(key, value) for key, value in sorted(settings.items())] + ["END"]
     out = getattr(sys.stdout, "buffer", None)
     if out is None:  # a test's captured stdout
@@ -175,6 +174,15 @@ def check_experiment_id(exp_id, name=""):
             "starting with a letter or digit".format(exp_id, " (" + name + ")" if name else "")
         )
     return exp_id
+
+
+def check_profile_name(name, what="PROFILE"):
+    """name, when it can name a profile (profiles/<name>.env), else raise; what:
+    where it came from (PROFILE, ClusterName)."""
+    if not ID_PATTERN.match(name):
+        raise ProjectError("{}={!r}: a profile is named by letters, digits, '.', '_' and '-' (at most 100), "
+                           "starting with a letter or digit".format(what, name))
+    return name
 
 
 def experiments_dir(root):

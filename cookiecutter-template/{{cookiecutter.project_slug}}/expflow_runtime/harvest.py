@@ -12,10 +12,10 @@ import json
 import math
 import os
 
-from . import configs, files, state, tables, values
+from . import configs, files, profiles, state, tables, values
 
-STATUS_COLUMNS = ["id", "sweep", "state", "exit_code", "eval_state", "partition", "account", "gpu_type", "gpus",
-                  "node", "job_id", "elapsed", "submitted", "started", "ended", "commit", "dirty"]
+STATUS_COLUMNS = ["id", "sweep", "state", "exit_code", "eval_state", "cluster", "partition", "account", "gpu_type",
+                  "gpus", "node", "job_id", "elapsed", "submitted", "started", "ended", "commit", "dirty"]
 
 
 def result_rows(experiments, settings, env):
@@ -156,7 +156,7 @@ Harvest = collections.namedtuple("Harvest", "header table natives rows experimen
 
 def harvest(env):
     """Every experiment read, merged with one scheduler call, and viewed as a table."""
-    settings = files.read_settings(files.ROOT)
+    settings = profiles.project_settings(env)
     experiments = state.load_all(files.ROOT, settings)
     rows = result_rows(experiments, settings, env)
     for row in rows:

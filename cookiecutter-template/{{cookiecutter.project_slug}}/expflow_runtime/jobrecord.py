@@ -104,6 +104,7 @@ def start(env):
         "node": env.get("SLURMD_NODENAME") or socket.gethostname(), "host": socket.gethostname(),
         "nodelist": env.get("SLURM_JOB_NODELIST", ""), "pid": os.getppid(),
         "partition": env.get("SLURM_JOB_PARTITION", ""), "account": env.get("SLURM_JOB_ACCOUNT", ""),
+        "cluster": env.get("SLURM_CLUSTER_NAME", ""),
         "array_job_id": env.get("SLURM_ARRAY_JOB_ID", ""), "array_task_id": env.get("SLURM_ARRAY_TASK_ID", ""),
         "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES", ""),
         "allocated_gpus": allocated_gpus(env),

@@ -14,18 +14,20 @@ Standard library only, Python 3.6+.
 
 import os
 
-from . import files, ledger, slurmkit
+from . import files, ledger, profiles, slurmkit
 
 
-def unresolved(experiments):
-    """[(experiment, job)] of every intent without an outcome."""
-    return [(exp, job) for exp in experiments for job in exp["metadata"].get("jobs", []) if job.get("unresolved")]
+def unresolved(experiments, here=""):
+    """[(experiment, job)] of every intent without an outcome, made on this
+    cluster (here): only its own scheduler can settle one."""
+    return [(exp, job) for exp in experiments for job in exp["metadata"].get("jobs", [])
+            if job.get("unresolved") and not profiles.elsewhere(job, here)]
 
 
-def settle(experiments, settings, env):
+def settle(experiments, settings, env, here=""):
     """Adopt or void what can be settled now, in the experiments' metadata too;
     what cannot stays unresolved (shown as SUBMITTING)."""
-    pending = unresolved(experiments)
+    pending = unresolved(experiments, here)
     if not pending:
         return
     slurm_jobs = [(exp, job) for exp, job in pending if job.get("backend") == "slurm"]

@@ -9,7 +9,7 @@ submitted. The view itself is advice.py, which expflow shares.
 import collections
 import sys
 
-from . import advice, files, ledger, slurmkit, submit, tables
+from . import advice, files, ledger, profiles, slurmkit, submit, tables
 
 ROOT = files.ROOT
 
@@ -21,7 +21,7 @@ def command_timeout(env):
 def effective_resources(env):
     """(exp_id, exp_path, resources) as make train would use them: the project's
     settings.env < EXP's own settings.env < the command line. No EXP: the project's."""
-    settings = files.read_settings(ROOT)
+    settings = profiles.project_settings(env)
     exp_id = env.get("EXP", "")
     if not exp_id:
         return "", "", submit.resolve_resources(settings, {}, env)
@@ -73,7 +73,7 @@ def check_argv(exp_id, exp_path, resources):
 def cmd_check(env):
     exp_id, exp_path, resources = effective_resources(env)
     what = "experiment " + exp_id if exp_id else "the project's settings"
-    backend, why = submit.resolve_backend(files.read_settings(ROOT), env)
+    backend, why = submit.resolve_backend(profiles.project_settings(env), env)
     if backend != "slurm":
         print("[OK] nothing to check for {}: jobs run on this machine ({})".format(what, why))
         return 0

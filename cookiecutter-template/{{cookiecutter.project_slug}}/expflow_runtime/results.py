@@ -6,7 +6,7 @@ Standard library only, Python 3.6+.
 
 import sys
 
-from . import files, harvest, state, sweepspec, tables, values
+from . import files, harvest, profiles, state, sweepspec, tables, values
 
 # ----------------------------------------------------------------- status
 
@@ -14,7 +14,7 @@ STATUS_HEADER = ["EXP", "STAGE", "JOB", "STATE", "EXIT", "PARTITION", "GPU", "EL
 
 
 def cmd_status(env):
-    settings = files.read_settings(files.ROOT)
+    settings = profiles.project_settings(env)
     experiments = state.load_all(files.ROOT, settings)
     if env.get("SWEEP"):
         name = sweepspec.sweep_name(env["SWEEP"])  # a sweep, or its file (whose name: may differ)

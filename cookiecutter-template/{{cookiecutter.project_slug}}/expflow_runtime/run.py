@@ -46,7 +46,7 @@ JOB_STEPS = {
     "job-seconds": ("jobrecord", "job_seconds"),
     "job-launch": ("jobrecord", "job_launch"),
     "run-local-array": ("submit", "run_local_array_command"),
-    "job-settings": ("files", "job_settings"),
+    "job-settings": ("profiles", "job_settings"),
 }
 
 

@@ -17,7 +17,7 @@ import os
 import re
 from datetime import datetime
 
-from . import configs, files, ledger, reconcile, slurmkit
+from . import configs, files, ledger, profiles, reconcile, slurmkit
 
 STAGES = files.STAGES
 # what make resume and sweep-retry take up again
@@ -217,7 +217,8 @@ def merged_job(job, record, info):
         exit_code = info.exit_code
     resources, allocated = job.get("resources", {}), record.get("allocated_gpus") or {}
     return {
-        "job_id": str(job["job_id"]), "state": state, "exit_code": "" if exit_code is None else exit_code,
+        "job_id": str(job["job_id"]), "state": state, "cluster": job.get("cluster", ""),
+        "exit_code": "" if exit_code is None else exit_code,
         "partition": (info and info.partition) or record.get("partition") or resources.get("partition", ""),
         "account": (info and info.account) or record.get("account") or resources.get("account", ""),
         "gpu_type": (info and info.gpu_type) or allocated.get("type") or resources.get("gpu_type", ""),
@@ -285,13 +286,29 @@ def elapsed(record, info):
 
 def job_table(experiments, settings, env):
     """[(experiment, stage, merged job)] with one scheduler call for all of them
-    (and one more, by job name, when a submission's answer was lost)."""
-    reconcile.settle(experiments, settings, env)
+    (and one more, by job name, when a submission's answer was lost). Jobs of
+    another cluster are not asked about: their records say what was last seen."""
+    here = profiles.cluster_of_jobs([job for exp in experiments for job in exp["metadata"].get("jobs", [])], env)
+    reconcile.settle(experiments, settings, env, here)
     rows = [(exp, stage, job, record) for exp in experiments for stage, job, record in latest_jobs(exp)]
     # a sweep's task 44_3 is asked for as array 44: sacct shows a pending task only that way
-    ask = sorted({str(job["job_id"]).split("_")[0] for _, _, job, record in rows if needs_scheduler(job, record)})
+    ask = sorted({str(job["job_id"]).split("_")[0] for _, _, job, record in rows
+                  if needs_scheduler(job, record) and not profiles.elsewhere(job, here)})
     infos = scheduler_view(ask, settings, env)
-    return [(exp, stage, merged_job(job, record, infos.get(str(job["job_id"])))) for exp, stage, job, record in rows]
+    return [(exp, stage, elsewhere_job(job, record) if profiles.elsewhere(job, here)
+             else merged_job(job, record, infos.get(str(job["job_id"])))) for exp, stage, job, record in rows]
+
+
+def elsewhere_job(job, record):
+    """A job of another cluster, from its records alone: the state its run
+    record last wrote (or SUBMITTED), marked "on greene, last seen ... at ..."."""
+    record = record or {}
+    job = dict(job, backend="elsewhere")  # neither asked of SLURM nor looked for among this host's processes
+    merged = merged_job(job, record, None)
+    merged["state"] = "SUBMITTING" if job.get("unresolved") else record.get("state") or "SUBMITTED"
+    seen = record.get("ended") or record.get("started") or job.get("submitted", "")
+    merged["reason"] = "on {}, last seen {} at {}".format(job["cluster"], merged["state"], seen or "?")
+    return merged
 
 
 MAY_RUN_EXCEPT = frozenset(("NEW", "LOST"))

@@ -15,7 +15,7 @@ import os
 import socket
 import uuid
 
-from . import configs, files, ledger, slurmkit, state, submit, sweepspec, values
+from . import configs, files, ledger, profiles, slurmkit, state, submit, sweepspec, values
 
 ROOT = files.ROOT
 
@@ -105,11 +105,12 @@ def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None
     log_dir = os.path.join(directory, "logs")
     os.makedirs(log_dir, exist_ok=True)  # SLURM does not create --output directories
     git = submit.git_snapshot(directory, "{}-{}".format(stage, uuid.uuid4().hex[:8]))
+    place = profiles.job_place(settings, env, backend)
     size = submit.max_array_size(settings) if backend == "slurm" else len(exp_ids) or 1
     submitted = []
     for group in chunks(list(exp_ids), size):
         token = ledger.new_token()
-        common = {"token": token, "sweep": name, "resources": resources, "git": git}
+        common = dict(place, token=token, sweep=name, resources=resources, git=git)
         intents = [point_intent(exp_id, stage, attempts.get(exp_id, 1), backend, ledger.job_name(name, stage, token),
                                 task, common) for task, exp_id in enumerate(group)]
         index_path = submit.write_index(directory, stage, intents)
@@ -129,7 +130,8 @@ def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None
         jobs = submit.submit_recorded(entries, launch, task_outcome)
         submitted.append((jobs[0]["array_job_id"], len(group)))
     for array_id, count in submitted:
-        print("[OK] submitted {} {} tasks of sweep {} as array {} ({})".format(count, stage, name, array_id, why))
+        print("[OK] submitted {} {} tasks of sweep {} as array {} ({})".format(
+            count, stage, name, array_id, profiles.describe_place(place, settings, why)))
     return submitted
 
 
@@ -168,7 +170,7 @@ def sweep_locked(name, what):
 
 def cmd_sweep(env):
     spec = sweepspec.read_sweep_file(env.get("SWEEP", ""))
-    settings = files.read_settings(ROOT)
+    settings = profiles.project_settings(env)
     if files.flag(env, "DRY_RUN"):
         for exp_id, _, point, _ in sweepspec.planned_points(spec):
             print("{}  {}".format(exp_id, sweepspec.point_text(point)))
@@ -203,11 +205,17 @@ def cmd_retry(env):
     point with a job SLURM may still run (its evaluation, say) is left out
     unless FORCE=1."""
     name = sweepspec.sweep_name(env.get("SWEEP", ""))
-    settings = files.read_settings(ROOT)
+    settings = profiles.project_settings(env)
     with sweep_locked(name, "make sweep-retry"):
         failed = []
-        for exp, jobs in sweep_members(name, env, settings):
+        members = sweep_members(name, env, settings)
+        here = profiles.cluster_of_jobs([job for _, jobs in members for job in jobs.values()], env)
+        for exp, jobs in members:
             if "train" not in jobs or jobs["train"]["state"] not in state.RESUMABLE:
+                continue
+            if profiles.elsewhere(jobs["train"], here) and not files.flag(env, "FORCE"):
+                print("skipped {}: it trained on {}, whose scratch may hold its checkpoints (FORCE=1 retries it "
+                      "here)".format(exp["id"], jobs["train"]["cluster"]))
                 continue
             live = [job for job in jobs.values() if state.may_still_run(job)]
             if live and not files.flag(env, "FORCE"):
@@ -228,11 +236,17 @@ def cmd_eval(env):
     """One eval array per train array of the sweep, each task after its train task
     (aftercorr); points whose training already completed need no dependency."""
     name = sweepspec.sweep_name(env.get("SWEEP", ""))
-    settings = files.read_settings(ROOT)
+    settings = profiles.project_settings(env)
     groups = {}
-    for exp, jobs in sweep_members(name, env, settings):
+    members = sweep_members(name, env, settings)
+    here = profiles.cluster_of_jobs([job for _, jobs in members for job in jobs.values()], env)
+    for exp, jobs in members:
         train = jobs.get("train")
         if train is None or train["state"] in slurmkit.FINAL_STATES and train["state"] != "COMPLETED":
+            continue
+        if profiles.elsewhere(train, here) and (train["state"] != "COMPLETED" or not files.flag(env, "FORCE")):
+            print("skipped {}: it trained on {}; evaluate it there (or FORCE=1 here once it completed)".format(
+                exp["id"], train["cluster"]))
             continue
         array = files.latest_job(exp["metadata"], "train").get("array_job_id", "")
         done = train["state"] == "COMPLETED"
@@ -247,10 +261,10 @@ def cmd_eval(env):
 
 def cmd_cancel(env):
     name = sweepspec.sweep_name(env.get("SWEEP", ""))
-    settings = files.read_settings(ROOT)
+    settings = profiles.project_settings(env)
     live = [(exp, stage) for exp, jobs in sweep_members(name, env, settings) for stage, job in jobs.items()
             if job["state"] not in slurmkit.FINAL_STATES]
-    entries = [files.latest_job(exp["metadata"], stage) for exp, stage in live]
+    entries = profiles.only_here([files.latest_job(exp["metadata"], stage) for exp, stage in live], env)
     # one scancel for every array: cancelling an array cancels all its tasks
     arrays = {entry["array_job_id"] for entry in entries if entry.get("backend") == "slurm"}
     local = [entry for entry in entries if entry.get("backend") == "local"]

@@ -236,6 +236,7 @@ RULES = {
     "FILTER": lambda name, value: filter_items(value),
     "SORT": lambda name, value: sort_keys(value),
     "COLUMNS": lambda name, value: column_list(value),
+    "PROFILE": lambda name, value: files.check_profile_name(value, name),
 }
 RULES.update((key, resource) for key in slurmkit.RESOURCE_KEYS)
 SUBMITS = ("train", "eval", "resume", "sweep", "sweep-retry")
@@ -263,6 +264,8 @@ READS = {
     "check": ("EXP",) + RESOURCES,
     "compare": (),
 }
+# ... and every command reads the settings of one profile, which PROFILE= chooses (profiles.py)
+READS = {command: names + ("PROFILE",) for command, names in READS.items()}
 
 
 def check_variables(command, env):
