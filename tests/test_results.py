@@ -51,11 +51,12 @@ def test_results_files_filter_sort_columns(three_runs):
 def test_results_prints_markdown_fitted_to_the_terminal(three_runs):
     out = make(three_runs, "results", env={"COLUMNS": "60"}).stdout
     lines = out.splitlines()
-    assert lines[0].startswith("| id | state | epochs | loss | val_acc |")
-    assert all(len(line) <= 60 for line in lines[:5])
+    assert lines[0] == "3 experiments: 3 COMPLETED"
+    assert lines[1].startswith("| id | state | epochs | loss | val_acc |")
+    assert all(len(line) <= 60 for line in lines[1:6])
     assert "more columns:" in out
     wide = make(three_runs, "results", env={"COLUMNS": "1000"}).stdout
-    assert "more columns" not in wide and "optimizer.lr" in wide.splitlines()[0]
+    assert "more columns" not in wide and "optimizer.lr" in wide.splitlines()[1]
 
 
 def test_best(three_runs):

@@ -105,8 +105,20 @@ def stage_metrics(path, present, metadata, stage, patterns, problems):
     return metrics
 
 
-def load_experiment(root, exp_id, patterns=()):
-    """One experiment's files -> dict; problems are collected, never raised."""
+def load_experiment(root, exp_id, patterns=(), with_data=True):
+    """One experiment's files -> dict; problems are collected, never raised.
+    with_data=False: what its state needs only (make status), no config or metrics."""
+    experiment = load_state(root, exp_id)
+    experiment.update(config={}, metrics={}, data_problems=[])
+    if with_data:
+        experiment.update(load_data(experiment, patterns))
+    experiment["problems"] = experiment["state_problems"] + experiment["data_problems"]
+    return experiment
+
+
+def load_state(root, exp_id):
+    """What an experiment's state comes from: its metadata, the journal of its
+    jobs, their records; "present": the names in its directory."""
     path = files.experiment_dir(root, exp_id)
     metadata, problem = files.read_json(os.path.join(path, "metadata.json"))
     if metadata is not None and not isinstance(metadata, dict):
@@ -116,21 +128,26 @@ def load_experiment(root, exp_id, patterns=()):
     if not isinstance(metadata, dict):
         metadata = {"jobs": []}
     ledger.with_journal(metadata, path)
+    try:
+        present = sorted(os.listdir(path))
+    except OSError as exc:
+        present = []
+        problems.append("experiments/{}: {}".format(exp_id, exc.strerror or exc))
+    return {"id": exp_id, "path": path, "metadata": metadata, "records": files.run_records(path, problems),
+            "present": present, "state_problems": problems, "unreadable": unreadable}
+
+
+def load_data(experiment, patterns=()):
+    """{"config", "metrics", "data_problems"} of an experiment load_state read."""
+    path, metadata, problems = experiment["path"], experiment["metadata"], []
     config, problem = files.read_json(os.path.join(path, "config.json"))
     problems += [problem] if problem else []
-    try:
-        present = set(os.listdir(path))
-    except OSError as exc:
-        present = set()
-        problems.append("experiments/{}: {}".format(exp_id, exc.strerror or exc))
+    present = set(experiment["present"])
     metrics = {}
     for stage in STAGES:
         metrics.update(stage_metrics(path, present, metadata, stage, patterns, problems))
-    return {
-        "id": exp_id, "path": path, "metadata": metadata, "records": files.run_records(path, problems),
-        "config": configs.flatten(config) if isinstance(config, dict) else {},
-        "metrics": configs.flatten(metrics), "problems": problems, "unreadable": unreadable,
-    }
+    return {"config": configs.flatten(config) if isinstance(config, dict) else {},
+            "metrics": configs.flatten(metrics), "data_problems": problems}
 
 
 def load_all(root, settings):
@@ -286,12 +303,28 @@ def elapsed(record, info):
 def job_table(experiments, settings, env):
     """[(experiment, stage, merged job)] with one scheduler call for all of them
     (and one more, by job name, when a submission's answer was lost)."""
-    reconcile.settle(experiments, settings, env)
-    rows = [(exp, stage, job, record) for exp in experiments for stage, job, record in latest_jobs(exp)]
-    # a sweep's task 44_3 is asked for as array 44: sacct shows a pending task only that way
-    ask = sorted({str(job["job_id"]).split("_")[0] for _, _, job, record in rows if needs_scheduler(job, record)})
-    infos = scheduler_view(ask, settings, env)
-    return [(exp, stage, merged_job(job, record, infos.get(str(job["job_id"])))) for exp, stage, job, record in rows]
+    infos = settle_and_ask((), experiments, settings, env)
+    return [(exp, stage, job) for exp in experiments for stage, job in merged_jobs(exp, infos)]
+
+
+def settle_and_ask(asked, unsettled, settings, env):
+    """The scheduler's answer about the job ids asked and those of the
+    experiments unsettled (each settled first: reconcile.py), in one call."""
+    reconcile.settle(unsettled, settings, env)
+    return scheduler_view(sorted(set(asked).union(*map(asked_ids, unsettled))), settings, env)
+
+
+def asked_ids(experiment):
+    """The job ids the scheduler is asked about for this experiment: a sweep's
+    task 44_3 is asked for as array 44 (sacct shows a pending task only that way)."""
+    return {str(job["job_id"]).split("_")[0] for _, job, record in latest_jobs(experiment)
+            if needs_scheduler(job, record)}
+
+
+def merged_jobs(experiment, infos):
+    """[(stage, merged job)] of an experiment's newest jobs, given the scheduler's answer."""
+    return [(stage, merged_job(job, record, infos.get(str(job["job_id"]))))
+            for stage, job, record in latest_jobs(experiment)]
 
 
 MAY_RUN_EXCEPT = frozenset(("NEW", "LOST"))
