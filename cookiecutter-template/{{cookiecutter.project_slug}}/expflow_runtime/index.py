@@ -75,7 +75,8 @@ def kept_jobs(jobs):
     """The jobs a harvest needs: the newest settled one of each stage and every
     unresolved one (reconcile.py settles them), in their order."""
     newest = {job.get("stage"): number for number, job in enumerate(jobs) if not job.get("unresolved")}
-    return [dict(job) for number, job in enumerate(jobs) if job.get("unresolved") or newest.get(job.get("stage")) == number]
+    return [dict(job) for number, job in enumerate(jobs)
+            if job.get("unresolved") or newest.get(job.get("stage")) == number]
 
 
 def state_part(experiment):

@@ -16,33 +16,38 @@ UNFINISHED, FAILED, SETTLED = range(3)  # the order make status shows rows in
 
 
 def status_rows(experiments, counts):
-    """The rows of make status, one per job (an experiment without one: a row
-    of its own); counts gains the state of each experiment's newest training."""
+    """(row, state) of make status, one per job (an experiment without one: a
+    row of its own); counts gains the state of each experiment's training."""
     for exp, jobs in experiments:
+        unsubmitted = state.unsubmitted_state(exp)
+        counts[dict(jobs)["train"]["state"] if "train" in dict(jobs) else unsubmitted] += 1
         for stage, job in jobs:
             gpu = "{}x {}".format(job["gpus"], job["gpu_type"] or "gpu") if str(job["gpus"]) not in ("", "0") else ""
             yield [exp["id"], stage, job["job_id"], state.describe_state(job), job["exit_code"], job["partition"],
                    gpu, job["elapsed"], job["node"], job["reason"]], job["state"]
-        states = dict(jobs)
-        counts[states["train"]["state"] if "train" in states else state.unsubmitted_state(exp)] += 1
         if not jobs:
-            yield [exp["id"], "", "", state.unsubmitted_state(exp), "", "", "", "", "", exp.get("unreadable", "")], ""
+            yield [exp["id"], "", "", unsubmitted, "", "", "", "", "", exp.get("unreadable", "")], unsubmitted
 
 
-def status_rank(row_state):
-    """Unfinished jobs first, then those that failed, then the rest, each by id and stage."""
-    row, job_state = row_state
+def status_rank(row_and_state):
+    """Jobs that may still run first, then those that failed, then the rest
+    (completed, new), each by id and stage."""
+    row, job_state = row_and_state
     if state.may_still_run({"state": job_state}):
-        return UNFINISHED, row[0], row[1]
-    failed = job_state in state.RESUMABLE
-    return (FAILED if failed else SETTLED), row[0], row[1]
+        group = UNFINISHED
+    elif job_state in state.RESUMABLE:
+        group = FAILED
+    else:
+        group = SETTLED
+    return group, row[0], row[1]
 
 
 def cmd_status(env):
     name = sweepspec.sweep_name(env["SWEEP"]) if env.get("SWEEP") else ""  # a sweep, or its file
     counts = collections.Counter()
     with harvest.scheduled(env, with_data=False) as (_settings, _summary, pairs):
-        experiments = (warned(exp, jobs) for exp, jobs in pairs if not name or exp["metadata"].get("sweep") == name)
+        experiments = (warn_state_problems(exp, jobs) for exp, jobs in pairs
+                       if not name or exp["metadata"].get("sweep") == name)
         rows = sorted(status_rows(experiments, counts), key=status_rank)
     if not rows:
         print("no experiments yet: make train EXP=001" if not env.get("SWEEP") else "no sweep " + env["SWEEP"])
@@ -54,7 +59,7 @@ def cmd_status(env):
     return 0
 
 
-def warned(exp, jobs):
+def warn_state_problems(exp, jobs):
     if exp["state_problems"]:
         files.warn("experiment {}: {}".format(exp["id"], "; ".join(exp["state_problems"])))
     return exp, jobs
