@@ -7,10 +7,10 @@ same result. One line per experiment, in id order, fields split by tabs:
 
     crc  id  fingerprint  summary  state  data
 
-fingerprint: a hash of name, inode, mtime_ns and size of every entry of the
-experiment's directory and of its runs/ and jobs/ (logs/ too when
-METRIC_PATTERN* read the logs), taken BEFORE its files are read, so a file
-written meanwhile is read again next time. An experiment with an entry
+fingerprint: a hash of the names in the experiment's directory with inode,
+mtime_ns and size of what a harvest reads there (fingerprint() says what),
+taken BEFORE its files are read, so a file written meanwhile is read again
+next time. An experiment with an entry
 changed less than SETTLE_SECONDS before the harvest started gets no
 fingerprint (read again next time): a file can change twice within one tick
 of the file system's clock. state: what its state needs (its newest jobs,
@@ -36,30 +36,41 @@ from . import files, ledger, state
 INDEX_FILE = os.path.join(".expflow", "harvest.index")
 FORMAT = "expflow-harvest-index 1"
 SETTLE_SECONDS = 2
-WATCHED_DIRS = ("runs", ledger.JOURNAL)
+RENAMED_ONLY = ("runs", ledger.JOURNAL)  # directories whose files are only ever renamed or linked in
+LOGS = "logs"
+READ = (".json", ".jsonl")  # the top-level files a harvest reads
 
 Summary = collections.namedtuple("Summary", "count asked unresolved params metrics warnings")
 
 
 # ----------------------------------------------------------------- fingerprints
 
-def fingerprint(path, watched):
-    """(hash, newest mtime_ns) of an experiment's entries, one level into the
-    watched subdirectories; ("", 0) when it cannot be read."""
-    found, directories = [], [("", path)]
+def fingerprint(path, with_logs):
+    """(hash, newest mtime_ns) of what a harvest reads of an experiment: the
+    names in its directory, with inode, mtime_ns and size of the files read
+    (*.json, *.jsonl), of runs/ and jobs/, and of each log when with_logs.
+    The runtime writes runs/ and jobs/ only by rename and link (jobrecord.py,
+    ledger.py), which change their directory's mtime: one stat each, not a
+    listing. ("", 0) when it cannot be read. Entries come in the directory's
+    own order: another order costs one more read, no more."""
+    found, newest, directories = [], 0, [("", path)]
     try:
-        for prefix, directory in directories:  # grows while read: the watched subdirectories
+        for prefix, directory in directories:  # grows while read: logs/ with_logs
             with os.scandir(directory) as entries:
                 for entry in entries:
-                    info = entry.stat(follow_symlinks=False)
-                    found.append((prefix + entry.name, entry.inode(), info.st_mtime_ns, info.st_size))
-                    if not prefix and entry.name in watched and entry.is_dir(follow_symlinks=False):
-                        directories.append((entry.name + "/", entry.path))
+                    name = entry.name
+                    if prefix or name.endswith(READ) or name in RENAMED_ONLY:
+                        info = entry.stat(follow_symlinks=False)
+                        found.append("{}{} {} {} {}".format(prefix, name, entry.inode(), info.st_mtime_ns,
+                                                            info.st_size))
+                        newest = max(newest, info.st_mtime_ns)
+                    else:
+                        found.append(name)
+                        if with_logs and name == LOGS and not prefix:
+                            directories.append((LOGS + "/", entry.path))
     except OSError:
         return "", 0
-    found.sort()
-    newest = max(item[2] for item in found) if found else 0
-    return hashlib.sha1(repr(found).encode("utf-8")).hexdigest(), newest
+    return hashlib.sha1("\0".join(found).encode("utf-8", "surrogateescape")).hexdigest(), newest
 
 
 def index_key(settings):
@@ -171,14 +182,13 @@ def refresh(root, settings, with_data, out):
     """Write the index of every experiment to out, reading again only those
     whose fingerprint changed (with_data: config and metrics too) -> Summary."""
     patterns = state.metric_patterns(settings)
-    watched = WATCHED_DIRS + (("logs",) if patterns else ())
     key = index_key(settings)
     recent = int((time.time() - SETTLE_SECONDS) * 1e9)
     old = Lookup(old_entries(os.path.join(root, INDEX_FILE), key))
     out.write((key + "\n").encode("utf-8"))
     count, asked, unresolved, params, metrics, warnings = 0, set(), [], set(), set(), False
     for exp_id in files.list_experiment_ids(root):
-        fp, newest = fingerprint(files.experiment_dir(root, exp_id), watched)
+        fp, newest = fingerprint(files.experiment_dir(root, exp_id), bool(patterns))
         fp = fp if fp and newest < recent else ""
         entry = old.take(exp_id)
         if entry and fp and entry[1] == fp and (entry[2][4] != "null" or not with_data):

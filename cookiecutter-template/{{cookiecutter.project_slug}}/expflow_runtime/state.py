@@ -284,10 +284,17 @@ def local_alive(job):
     return files.pid_alive(job.get("pid"))
 
 
+ISO_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})")
+
+
 def parse_iso(text):
+    """The local time of "2026-11-28T10:00:01+00:00" (the offset is left out, as
+    the records of one project share it); None for anything else. A regular
+    expression: strptime is slow enough to show at 10,000 experiments."""
+    match = ISO_TIME.match(text) if isinstance(text, str) else None
     try:
-        return datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
-    except (TypeError, ValueError):
+        return datetime(*map(int, match.groups())) if match else None
+    except ValueError:
         return None
 
 
