@@ -299,11 +299,12 @@ def report(args, small, large, every, opened, every100, cold100, changed, mlflow
         f"| `make results` with 1% of {args.small} changed ({changed:.2f} s) / the cold run | "
         f"{ratio(changed, small['cold'])} | <= 0.10x |",
     ]
-    if mlflow:
+    if mlflow[0]:
+        mlflow = mlflow[0]
         lines.append(f"| same / MLflow {mlflow['version']} SQLite `search_runs` of the same {args.small} runs "
                      f"({mlflow['median']:.2f} s) | {ratio(changed, mlflow['median'])} | <= 0.05x |")
     else:
-        lines.append(f"| same / MLflow SQLite `search_runs` | not measured: {mlflow_why(args)} | <= 0.05x |")
+        lines.append(f"| same / MLflow SQLite `search_runs` | not measured: {mlflow[1]} | <= 0.05x |")
     lines += [
         f"| `make status` at {args.small}, all finished, warm ({small['status']:.2f} s; cold "
         f"{small['status_cold']:.2f} s) / the cold `make results` | {ratio(small['status'], small['cold'])} "
@@ -315,7 +316,7 @@ def report(args, small, large, every, opened, every100, cold100, changed, mlflow
         f"{small['gc'] * 100:.0f}% at {args.small}) | <= 5.0x |",
         "",
         "Besides:", "",
-        "| also measured | at {} | at {} |".format(args.small, args.large), "| --- | --- | --- |",
+        f"| also measured | at {args.small} | at {args.large} |", "| --- | --- | --- |",
         f"| warm `make results`, nothing changed | {small['warm']:.2f} s | {large['warm']:.2f} s |",
         f"| peak RSS of warm `make results` | {small['rss_warm']:.0f} MiB | {large['rss_warm']:.0f} MiB |",
         f"| warm `make status` | {small['status']:.2f} s | {large['status']:.2f} s |",
@@ -328,13 +329,6 @@ def report(args, small, large, every, opened, every100, cold100, changed, mlflow
         "metrics).", "",
     ]
     return "\n".join(lines)
-
-
-def mlflow_why(args):
-    return MLFLOW_WHY[0] if MLFLOW_WHY else "no --mlflow-python given"
-
-
-MLFLOW_WHY = []
 
 
 def main():
@@ -364,9 +358,7 @@ def main():
         project = build(Path(tmp) / "large", args.large, 20)
         built.append(time.perf_counter() - start)
         large = measure_scale(project, args.repeats)
-    mlflow, why = mlflow_search(args.mlflow_python, args.small, args.repeats, 20)
-    if why:
-        MLFLOW_WHY.append(why)
+    mlflow = mlflow_search(args.mlflow_python, args.small, args.repeats, 20)
     publish(report(args, small, large, every, opened, every100, cold100, changed, mlflow, built), args.write)
     return 0
 
