@@ -10,15 +10,17 @@ The experiments are made by the generated project's own writers
 run record, its results JSON, a 20-line metrics JSONL and a log), so the
 layout on disk is the real one, then dated an hour back (finished
 experiments are older than the index's 2 seconds). Each figure is a median of
---repeats runs (a first, unmeasured run warms the page cache); peak RSS is the
-child's ru_maxrss; the garbage collector's share is measured in-process with
-gc.callbacks.
+--repeats rounds, interleaved (interleaved()), in wall and CPU time; peak RSS
+is the child's ru_maxrss; the garbage collector's share is measured in-process
+with gc.callbacks. MLflow (its SQLite store) runs in the Python given, e.g. a
+throwaway venv: pip install mlflow-skinny numpy pandas.
 """
 
 import argparse
 import datetime
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -195,22 +197,34 @@ def age(experiments, seconds=3600):
             os.utime(os.path.join(directory, name), (past, past), follow_symlinks=False)
 
 
-def timed(argv, cwd, before=None):
+def run_once(argv, cwd, before=None):
+    """(wall seconds, CPU seconds of its processes) of one run of argv."""
     if before:
         before()
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(argv, cwd=cwd, env=ENV, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (now.ru_utime - used.ru_utime) + (now.ru_stime - used.ru_stime)
 
 
-def median_of(repeats, argv, cwd, before=None, after=None):
-    timed(argv, cwd, before)  # warms the page cache
-    times = []
-    for _ in range(repeats):
-        times.append(timed(argv, cwd, before))
+def interleaved(repeats, commands, cwd):
+    """{name: (median wall, median CPU)}: one unmeasured round (the page cache),
+    then `repeats` rounds, each running every command once, so that the shared
+    machine's noise falls on each alike. commands: {name: (argv, before, after)}."""
+    for argv, before, after in commands.values():
+        run_once(argv, cwd, before)
         if after:
             after()
-    return statistics.median(times)
+    samples = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, (argv, before, after) in commands.items():
+            samples[name].append(run_once(argv, cwd, before))
+            if after:
+                after()
+    return {name: (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
+            for name, runs in samples.items()}
 
 
 def drop_index(project):
@@ -233,39 +247,53 @@ def gc_share(project):
     return collecting / total
 
 
-def measure_scale(project, repeats):
-    """Cold (no index: a full harvest) and warm make results, make status, peak RSS, GC share."""
-    results, status = ["make", "-s", "results"], ["make", "-s", "status"]
-    figures = {
-        "cold": median_of(repeats, results, project, before=drop_index(project)),
-        "rss_cold": peak_rss_mib(results, project, before=drop_index(project)),
-        "gc": gc_share(project),
-    }
-    subprocess.run(results, cwd=project, env=ENV, check=True, stdout=subprocess.DEVNULL)
-    figures["warm"] = median_of(repeats, results, project)
-    figures["rss_warm"] = peak_rss_mib(results, project)
-    figures["status"] = median_of(repeats, status, project)
-    figures["status_cold"] = median_of(repeats, status, project, before=drop_index(project))
-    figures["rss_status"] = peak_rss_mib(status, project)
+RESULTS, STATUS = ["make", "-s", "results"], ["make", "-s", "status"]
+
+
+def cold_figures(project, repeats, readers=True):
+    """A full harvest (no index) side by side with the minimal readers and a cold make status."""
+    base = str(project / "experiments")
+    commands = {"cold": (RESULTS, drop_index(project), None),
+                "status_cold": (STATUS, drop_index(project), None)}
+    if readers:
+        commands["every"] = ([sys.executable, "-c", READER, base, "--all"], None, None)
+        commands["opened"] = ([sys.executable, "-c", READER, base], None, None)
+    figures = interleaved(repeats, commands, project)
+    figures["rss_cold"] = peak_rss_mib(RESULTS, project, before=drop_index(project))
+    figures["gc"] = gc_share(project)
     return figures
 
 
-def changed_one_percent(project, repeats):
-    """make results after 1% of the experiments wrote new results (each round
-    2 s later than the last, so the previous round's changes have settled)."""
-    subprocess.run(["make", "-s", "results"], cwd=project, env=ENV, check=True, stdout=subprocess.DEVNULL)
+def warm_figures(project, repeats, changes=True):
+    """With the index up to date: make results with nothing changed, with 1%
+    changed (rewritten as a job that ends rewrites them, then settled 2 s and
+    indexed, unmeasured, before the next round), and make status."""
+    subprocess.run(RESULTS, cwd=project, env=ENV, check=True, stdout=subprocess.DEVNULL)
     seeds = iter(range(1000))
-    change = lambda: subprocess.run([sys.executable, "-c", CHANGE, "0.01", str(next(seeds))],  # noqa: E731
-                                    cwd=project, check=True)
-    return median_of(repeats, ["make", "-s", "results"], project, before=change,
-                     after=lambda: time.sleep(2.1))
+
+    def change():
+        subprocess.run([sys.executable, "-c", CHANGE, "0.01", str(next(seeds))], cwd=project, check=True)
+
+    def settle():
+        time.sleep(2.1)
+        subprocess.run(RESULTS, cwd=project, env=ENV, check=True, stdout=subprocess.DEVNULL)
+
+    commands = {"warm": (RESULTS, None, None), "status": (STATUS, None, None)}
+    if changes:
+        commands["changed"] = (RESULTS, change, settle)
+    figures = interleaved(repeats, commands, project)
+    figures["rss_warm"] = peak_rss_mib(RESULTS, project)
+    figures["rss_status"] = peak_rss_mib(STATUS, project)
+    return figures
 
 
-def readers(project, repeats):
+def hundred_lines(project, repeats):
+    """The JSONL grown to 100 lines: cold make results against the reader of every file."""
+    subprocess.run([sys.executable, "-c", MORE_LINES, str(project / "experiments"), "100"], check=True)
+    age(project / "experiments")
     base = str(project / "experiments")
-    every = median_of(repeats, [sys.executable, "-c", READER, base, "--all"], project)
-    opened = median_of(repeats, [sys.executable, "-c", READER, base], project)
-    return every, opened
+    return interleaved(repeats, {"cold": (RESULTS, drop_index(project), None),
+                                 "every": ([sys.executable, "-c", READER, base, "--all"], None, None)}, project)
 
 
 def mlflow_search(python, count, repeats, lines):
@@ -279,54 +307,66 @@ def mlflow_search(python, count, repeats, lines):
     return json.loads(result.stdout.strip().splitlines()[-1]), ""
 
 
-def report(args, small, large, every, opened, every100, cold100, changed, mlflow, built):
-    def ratio(a, b):
-        return f"{a / b:.2f}x"
+def report(args, small, large, lines100, mlflow, built):
+    def pair(a, b, name_a, name_b=None):
+        """ "wall ratio (a s / b s)" and "CPU ratio" cells."""
+        (wall_a, cpu_a), (wall_b, cpu_b) = a[name_a], b[name_b or name_a]
+        return (f"{wall_a / wall_b:.2f}x ({wall_a:.2f} s / {wall_b:.2f} s)",
+                f"{cpu_a / cpu_b:.2f}x ({cpu_a:.2f} s / {cpu_b:.2f} s)")
 
+    def row(figure, cells, goal):
+        return f"| {figure} | {cells[0]} | {cells[1]} | {goal} |"
+
+    n, m = args.small, args.large
     lines = [
-        f"## make results and make status at {args.small} and {args.large} experiments "
-        f"({datetime.date.today().isoformat()})", "",
-        f"`python3 bench/scale_bench.py --small {args.small} --large {args.large} --repeats {args.repeats}`: "
-        f"medians of {args.repeats} runs, one session, on this 2-core shared machine; finished experiments "
-        "written by the runtime's own writers (a 20-line metrics JSONL each), dated an hour back; "
-        f"{args.small} written in {built[0]:.0f} s, {args.large} in {built[1]:.0f} s. Cold: no "
-        "`.expflow/harvest.index` (a full harvest, which also writes it); warm: the index up to date.", "",
-        "| figure | measured | goal (issue 14) |", "| --- | --- | --- |",
-        f"| cold `make results` at {args.small} ({small['cold']:.2f} s) / a minimal stdlib reader of every file an "
-        f"experiment has, 20-line JSONL ({every:.2f} s) | {ratio(small['cold'], every)} | <= 1.2x |",
-        f"| same / a reader of only the files `make results` opens ({opened:.2f} s) | "
-        f"{ratio(small['cold'], opened)} | <= 1.5x |",
-        f"| `make results` with 1% of {args.small} changed ({changed:.2f} s) / the cold run | "
-        f"{ratio(changed, small['cold'])} | <= 0.10x |",
+        f"## make results and make status at {n} and {m} experiments ({datetime.date.today().isoformat()})", "",
+        f"`python3 bench/scale_bench.py --small {n} --large {m} --repeats {args.repeats} --mlflow-python ...`: "
+        f"medians of {args.repeats} rounds, one session, each round running every command of a group once "
+        "(interleaved, so that the noise of this shared 2-core machine falls on each alike), wall time and the "
+        "CPU time of the command's processes (user + system, steadier when the machine is shared). Finished "
+        "experiments written by the runtime's own writers (a 20-line metrics JSONL each), dated an hour back; "
+        f"{n} written in {built[0]:.0f} s, {m} in {built[1]:.0f} s. Cold: no `.expflow/harvest.index` (a full "
+        "harvest, which writes it); warm: the index up to date.", "",
+        "| figure | wall | CPU | goal (issue 14) |", "| --- | --- | --- | --- |",
+        row(f"cold `make results` at {n} / a minimal stdlib reader of every file an experiment has (20-line JSONL)",
+            pair(small, small, "cold", "every"), "<= 1.2x"),
+        row("same / a reader of only the files `make results` opens", pair(small, small, "cold", "opened"),
+            "<= 1.5x"),
+        row(f"`make results` with 1% of {n} changed / the cold run", pair(small, small, "changed", "cold"),
+            "<= 0.10x"),
     ]
     if mlflow[0]:
-        mlflow = mlflow[0]
-        lines.append(f"| same / MLflow {mlflow['version']} SQLite `search_runs` of the same {args.small} runs "
-                     f"({mlflow['median']:.2f} s) | {ratio(changed, mlflow['median'])} | <= 0.05x |")
+        search = mlflow[0]["median"]
+        wall = small["changed"][0]
+        lines.append(f"| same / MLflow {mlflow[0]['version']} SQLite `search_runs` of the same {n} runs | "
+                     f"{wall / search:.2f}x ({wall:.2f} s / {search:.2f} s) | | <= 0.05x |")
     else:
-        lines.append(f"| same / MLflow SQLite `search_runs` | not measured: {mlflow[1]} | <= 0.05x |")
+        lines.append(f"| same / MLflow SQLite `search_runs` | not measured: {mlflow[1]} | | <= 0.05x |")
     lines += [
-        f"| `make status` at {args.small}, all finished, warm ({small['status']:.2f} s; cold "
-        f"{small['status_cold']:.2f} s) / the cold `make results` | {ratio(small['status'], small['cold'])} "
-        "| <= 0.2x |",
-        f"| peak RSS of cold `make results` at {args.small} / at {args.large} | {small['rss_cold']:.0f} MiB / "
-        f"{large['rss_cold']:.0f} MiB | <= 64 MiB / <= 96 MiB |",
-        f"| cold time at {args.large} ({large['cold']:.2f} s) / at {args.small} | "
-        f"{ratio(large['cold'], small['cold'])} (garbage collector: {large['gc'] * 100:.0f}% at {args.large}, "
-        f"{small['gc'] * 100:.0f}% at {args.small}) | <= 5.0x |",
-        "",
-        "Besides:", "",
-        f"| also measured | at {args.small} | at {args.large} |", "| --- | --- | --- |",
-        f"| warm `make results`, nothing changed | {small['warm']:.2f} s | {large['warm']:.2f} s |",
+        row(f"warm `make status` at {n}, all finished / the cold `make results`", pair(small, small, "status", "cold"),
+            "<= 0.2x"),
+        f"| peak RSS of cold `make results` at {n} / at {m} | {small['rss_cold']:.0f} MiB / "
+        f"{large['rss_cold']:.0f} MiB | | <= 64 MiB / <= 96 MiB |",
+        row(f"cold `make results` at {m} / at {n} (rounds apart: CPU is the steadier figure)",
+            pair(large, small, "cold"), "<= 5.0x"),
+        f"| garbage collector's share of a cold `make results` at {n} / at {m} | {small['gc'] * 100:.0f}% / "
+        f"{large['gc'] * 100:.0f}% | | (was 21% at 50k) |",
+        "", "Besides (medians, wall / CPU):", "",
+        f"| also measured | at {n} | at {m} |", "| --- | --- | --- |",
+    ]
+    for name, what in (("warm", "warm `make results`, nothing changed"), ("status", "warm `make status`"),
+                       ("status_cold", "cold `make status` (reads the state files only)"),
+                       ("cold", "cold `make results`")):
+        lines.append(f"| {what} | {small[name][0]:.2f} s / {small[name][1]:.2f} s | "
+                     f"{large[name][0]:.2f} s / {large[name][1]:.2f} s |")
+    lines += [
         f"| peak RSS of warm `make results` | {small['rss_warm']:.0f} MiB | {large['rss_warm']:.0f} MiB |",
-        f"| warm `make status` | {small['status']:.2f} s | {large['status']:.2f} s |",
-        f"| cold `make status` (state files only) | {small['status_cold']:.2f} s | {large['status_cold']:.2f} s |",
         f"| peak RSS of warm `make status` | {small['rss_status']:.0f} MiB | {large['rss_status']:.0f} MiB |",
         "",
-        f"With a 100-line JSONL per experiment (the figure of the section above): the minimal reader of every "
-        f"file takes {every100:.2f} s at {args.small}, cold `make results` {cold100:.2f} s "
-        f"({ratio(cold100, every100)}; `make results` does not read the JSONL when a results JSON settles the "
-        "metrics).", "",
+        f"With a 100-line JSONL per experiment (as in the 10000-experiment section above), cold `make results` / "
+        f"the reader of every file: {pair(lines100, lines100, 'cold', 'every')[0]} wall, "
+        f"{pair(lines100, lines100, 'cold', 'every')[1]} CPU (`make results` reads no JSONL when a results JSON "
+        "settles the metrics).", "",
     ]
     return "\n".join(lines)
 
@@ -345,21 +385,17 @@ def main():
         start = time.perf_counter()
         project = build(Path(tmp) / "small", args.small, 20)
         built = [time.perf_counter() - start]
-        every, opened = readers(project, args.repeats)
-        small = measure_scale(project, args.repeats)
-        changed = changed_one_percent(project, args.repeats)
-        subprocess.run([sys.executable, "-c", MORE_LINES, str(project / "experiments"), "100"], check=True)
-        age(project / "experiments")
-        every100 = median_of(args.repeats, [sys.executable, "-c", READER, str(project / "experiments"), "--all"],
-                             project)
-        cold100 = median_of(args.repeats, ["make", "-s", "results"], project, before=drop_index(project))
+        small = cold_figures(project, args.repeats)
+        small.update(warm_figures(project, args.repeats))
+        lines100 = hundred_lines(project, args.repeats)
         shutil.rmtree(project)
         start = time.perf_counter()
         project = build(Path(tmp) / "large", args.large, 20)
         built.append(time.perf_counter() - start)
-        large = measure_scale(project, args.repeats)
+        large = cold_figures(project, args.repeats, readers=False)
+        large.update(warm_figures(project, args.repeats, changes=False))
     mlflow = mlflow_search(args.mlflow_python, args.small, args.repeats, 20)
-    publish(report(args, small, large, every, opened, every100, cold100, changed, mlflow, built), args.write)
+    publish(report(args, small, large, lines100, mlflow, built), args.write)
     return 0
 
 

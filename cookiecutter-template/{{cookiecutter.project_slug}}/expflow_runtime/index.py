@@ -116,10 +116,11 @@ def summary_of(experiment, with_data):
 
 
 def entry_line(exp_id, fp, experiment, with_data):
-    """One line of the index (bytes, newline included) for a freshly read experiment."""
-    fields = [exp_id, fp, json.dumps(summary_of(experiment, with_data)), json.dumps(state_part(experiment)),
+    """(line of the index as bytes, its summary) for a freshly read experiment."""
+    summary = summary_of(experiment, with_data)
+    fields = [exp_id, fp, json.dumps(summary), json.dumps(state_part(experiment)),
               json.dumps(data_part(experiment)) if with_data else "null"]
-    return sealed("\t".join(fields))
+    return sealed("\t".join(fields)), summary
 
 
 def sealed(rest):
@@ -195,7 +196,7 @@ def refresh(root, settings, with_data, out):
             line, summary = entry[3], json.loads(entry[2][2])
         else:
             experiment = state.load_experiment(root, exp_id, patterns, with_data)
-            line, summary = entry_line(exp_id, fp or "-", experiment, with_data), summary_of(experiment, with_data)
+            line, summary = entry_line(exp_id, fp or "-", experiment, with_data)
         out.write(line)
         count += 1
         asked.update(summary[0])
