@@ -71,9 +71,11 @@ def make(project: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def status_rows(project: Path, **kwargs) -> dict[tuple[str, str], dict[str, str]]:
-    """`make status` parsed: {(exp, stage): {column: value}}; COLUMNS wide enough for all."""
-    out = make(project, "status", env={**kwargs.pop("env", {}), "COLUMNS": "400"}, **kwargs).stdout
+    """`make status` parsed: {(exp, stage): {column: value}}; COLUMNS wide enough for all,
+    every row (ALL=1); the line of counts above the table is left out."""
+    out = make(project, "status", env={**kwargs.pop("env", {}), "COLUMNS": "400", "ALL": "1"}, **kwargs).stdout
     lines = [line for line in out.splitlines() if line.strip()]
+    lines = lines[next(n for n, line in enumerate(lines) if line.startswith("EXP ")):]
     header = lines[0].split()
     starts = [lines[0].index(name) for name in header]
     rows = {}

@@ -51,11 +51,12 @@ def test_results_files_filter_sort_columns(three_runs):
 def test_results_prints_markdown_fitted_to_the_terminal(three_runs):
     out = make(three_runs, "results", env={"COLUMNS": "60"}).stdout
     lines = out.splitlines()
-    assert lines[0].startswith("| id | state | epochs | loss | val_acc |")
-    assert all(len(line) <= 60 for line in lines[:5])
+    assert lines[0] == "3 experiments: 3 COMPLETED"
+    assert lines[1].startswith("| id | state | epochs | loss | val_acc |")
+    assert all(len(line) <= 60 for line in lines[1:6])
     assert "more columns:" in out
     wide = make(three_runs, "results", env={"COLUMNS": "1000"}).stdout
-    assert "more columns" not in wide and "optimizer.lr" in wide.splitlines()[0]
+    assert "more columns" not in wide and "optimizer.lr" in wide.splitlines()[1]
 
 
 def test_best(three_runs):
@@ -148,3 +149,65 @@ def test_plot_with_and_without_matplotlib(three_runs):
     assert bare.returncode != 0
     assert bare.stderr.splitlines()[0] == (
         "error: matplotlib is not importable here; make report draws the curves without it")
+
+
+def test_floats_round_trip_and_config_keys_never_overwrite_status_columns(bake):
+    from test_reliability_files import fake_run
+
+    project = bake()
+    exact = {"val_acc": 1.306123, "loss": 0.1 + 0.2, "tiny": 1e-300, "big": 123456789.123456789}
+    exp = fake_run(project, "a", results=json.dumps(exact).encode())
+    config = json.loads((exp / "config.json").read_text())
+    config.update(state="mystate", gpus=7, partition="mine", node="n9")
+    (exp / "config.json").write_text(json.dumps(config))
+    make(project, "results")
+    row = read_csv(project)[0]
+    assert {key: float(row[key]) for key in exact} == exact  # repr: every digit kept
+    assert row["val_acc"] == "1.306123" and row["loss"] == "0.30000000000000004"
+    assert row["state"] == "COMPLETED" and row["config.state"] == "mystate"
+    assert row["gpus"] == "" and row["config.gpus"] == "7" and row["config.partition"] == "mine"
+    native = json.loads((project / "results/results.json").read_text())[0]
+    assert native["state"] == "COMPLETED" and native["config.state"] == "mystate" and native["config.gpus"] == 7
+    assert read_csv_filtered(project, "FILTER=config.state=mystate state=COMPLETED") == ["a"]
+
+
+def read_csv_filtered(project, *variables):
+    make(project, "results", *variables)
+    return [row["id"] for row in read_csv(project)]
+
+
+def test_limit_and_all_print_a_screen_the_files_keep_every_row(bake):
+    from test_reliability_files import fake_run
+
+    project = bake()
+    for index in range(14):
+        fake_run(project, f"e{index:02d}", results=json.dumps({"val_acc": index / 100}).encode())
+    fake_run(project, "failed", state="FAILED")
+    fake_run(project, "running", state="RUNNING", job_id="local-0002")
+    make(project, "new", "EXP=fresh", env=LOCAL)
+    out = make(project, "results", "LIMIT=3").stdout.splitlines()
+    assert out[0] == "17 experiments: 14 COMPLETED, 1 FAILED, 1 NEW, 1 RUNNING"
+    assert [line.split(" | ")[0] for line in out[3:6]] == ["| e13", "| e12", "| e11"]  # best val_acc first
+    assert "(3 of 17 rows shown, the best by val_acc first; LIMIT=N or ALL=1 shows more)" in out
+    assert len(read_csv(project)) == 17  # the files have every row
+    every = make(project, "results", "ALL=1").stdout
+    assert every.count("\n| ") == 1 + 17 and "rows shown" not in every  # the header and every row
+    status = make(project, "status", "LIMIT=2", env={"COLUMNS": "200"}).stdout.splitlines()
+    assert status[0] == "17 experiments: 14 COMPLETED, 1 FAILED, 1 NEW, 1 RUNNING"
+    assert [line.split()[0] for line in status[2:4]] == ["running", "failed"]  # unfinished, then failed
+    assert status[4].startswith("(2 of 17 rows shown, unfinished and failed first")
+    assert len(make(project, "status", "ALL=1", env={"COLUMNS": "200"}).stdout.splitlines()) == 2 + 17
+    bad = make(project, "status", "LIMIT=some", check=False)
+    assert error_line(bad) == "error: LIMIT='some' is not a whole number (digits 0-9) of at least 0"
+
+
+def test_status_reads_only_what_state_needs(bake):
+    from test_reliability_files import fake_run
+
+    project = bake()
+    exp = fake_run(project, "a", results=b'{"val_acc": 0.5')  # half-written: a results problem
+    (exp / "config.json").write_text("{")
+    status = make(project, "status")
+    assert status.stderr == "" and "COMPLETED" in status.stdout  # config and results are not read
+    results = make(project, "results")
+    assert "config.json" in results.stderr and "train_results.json" in results.stderr

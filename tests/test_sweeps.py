@@ -57,7 +57,8 @@ def test_local_sweep_points_are_ordinary_experiments(bake):
     assert point["sweep_values"] == {"model.depth": 3, "optimizer.lr": 0.1}
     make(project, "results", "FILTER=sweep=lr", "SORT=id")
     assert "| lr-0004 | lr | COMPLETED |" in (project / "results/results.md").read_text()
-    assert make(project, "status", "SWEEP=lr").stdout.count("COMPLETED") == 4
+    status = make(project, "status", "SWEEP=lr").stdout
+    assert status.startswith("4 experiments: 4 COMPLETED\n") and status.count("COMPLETED  0") == 4
     again = make(project, "sweep", f"SWEEP={sweep_file}", env=LOCAL).stdout
     assert again.count("already submitted") == 4 and "nothing to submit" in again
 

@@ -11,6 +11,7 @@ Layout of one experiment (docs: README.md of the project):
     experiments/<id>/logs/<stage>-<job>.out    the job's stdout and stderr
 """
 
+import contextlib
 import json
 import os
 import re
@@ -283,6 +284,28 @@ def write_bytes_atomic(path, data, exclusive=False):
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise cannot_write(path, exc) from None
+        raise
+
+
+@contextlib.contextmanager
+def atomic_text(path):
+    """A text file written as write_bytes_atomic writes, in pieces: the block
+    writes to a temp file beside path, renamed over it when the block ends
+    without error, removed otherwise."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as handle:
+            os.fchmod(handle.fileno(), file_mode())
+            yield handle
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         if isinstance(exc, OSError):
             raise cannot_write(path, exc) from None
         raise

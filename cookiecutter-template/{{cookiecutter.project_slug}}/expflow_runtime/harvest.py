@@ -6,49 +6,79 @@ Standard library only, Python 3.6+; used by make results, best, compare, report.
 """
 
 import collections
+import contextlib
 import csv
-import io
+import heapq
 import json
 import math
 import os
 
-from . import configs, files, profiles, state, tables, values
+from . import configs, files, index, profiles, state, tables, values
 
 STATUS_COLUMNS = ["id", "sweep", "state", "exit_code", "eval_state", "cluster", "partition", "account", "gpu_type",
                   "gpus", "node", "job_id", "elapsed", "submitted", "started", "ended", "commit", "dirty"]
 
 
 def result_rows(experiments, settings, env):
-    """One dict per experiment: status fields of its training (eval_state of its
-    evaluation), then "params" and "metrics" dicts and "warnings"."""
-    by_id = {}
-    for exp in experiments:
-        train = files.latest_job(exp["metadata"], "train") or {}
-        git = train.get("git") or {}
-        by_id[exp["id"]] = {
-            "id": exp["id"], "sweep": exp["metadata"].get("sweep", ""), "state": state.unsubmitted_state(exp),
-            "commit": (git.get("commit") or "")[:8], "dirty": git.get("dirty", ""),
-            "params": exp["config"], "metrics": exp["metrics"], "warnings": "; ".join(exp["problems"]),
-        }
+    """One dict per experiment (result_row), with one scheduler call for all."""
+    jobs = collections.defaultdict(list)
     for exp, stage, job in state.job_table(experiments, settings, env):
-        row = by_id[exp["id"]]
+        jobs[exp["id"]].append((stage, job))
+    return [result_row(exp, jobs[exp["id"]]) for exp in experiments]
+
+
+def result_row(exp, jobs):
+    """An experiment's row: status fields of its training (eval_state of its
+    evaluation), then "params" and "metrics" dicts and "warnings"; jobs:
+    [(stage, merged job)] (state.merged_jobs)."""
+    train = files.latest_job(exp["metadata"], "train") or {}
+    git = train.get("git") or {}
+    row = {
+        "id": exp["id"], "sweep": exp["metadata"].get("sweep", ""), "state": state.unsubmitted_state(exp),
+        "commit": (git.get("commit") or "")[:8], "dirty": git.get("dirty", ""),
+        "params": exp["config"], "metrics": exp["metrics"], "warnings": "; ".join(exp["problems"]),
+    }
+    for stage, job in jobs:
         if stage == "train":
             row.update((key, job[key]) for key in STATUS_COLUMNS if key in job)
         else:
             row["eval_state"] = job["state"]
-    return [by_id[exp["id"]] for exp in experiments]
+    return row
+
+
+@contextlib.contextmanager
+def scheduled(env, with_data=True):
+    """(settings, index.Summary, pairs): every experiment read through the index
+    (index.py: only those whose files changed are read again) and merged with
+    ONE scheduler answer; pairs yields (experiment, [(stage, merged job)]) one
+    experiment at a time, in id order, so that 50,000 of them are never all
+    held at once. with_data=False: state only (make status)."""
+    settings = profiles.project_settings(env)
+    with index.snapshot(files.ROOT, settings, with_data) as (summary, handle):
+        patterns = state.metric_patterns(settings)
+        unsettled = {i: state.load_experiment(files.ROOT, i, patterns, with_data) for i in summary.unresolved}
+        infos, here = state.settle_and_ask(summary.asked, list(unsettled.values()), settings, env)
+        experiments = (unsettled.get(exp["id"], exp) for exp in index.experiments(handle, files.ROOT))
+        yield settings, summary, ((exp, state.merged_jobs(exp, infos, here)) for exp in experiments)
 
 
 def result_columns(rows):
-    """(header, [(column, kind, key)]): status fields, then params, then metrics,
-    each sorted; a metric named like a param is prefixed "metric."."""
-    params = sorted({key for row in rows for key in row["params"]})
-    metrics = sorted({key for row in rows for key in row["metrics"]})
-    clash = set(params) & set(metrics)
+    """[(column, kind, key)]: status fields, then params, then metrics, each
+    sorted (column_set says how names that clash are told apart)."""
+    params = {key for row in rows for key in row["params"]}
+    metrics = {key for row in rows for key in row["metrics"]}
+    return column_set(params, metrics, any(row["warnings"] for row in rows))
+
+
+def column_set(params, metrics, warnings):
+    """[(column, kind, key)] from the names of the params and metrics: a param
+    named like a status column is "config.<name>", a metric named like either
+    "metric.<name>", so that no value ever takes the place of another."""
+    status = set(STATUS_COLUMNS) | {"warnings"}
     columns = [(name, "status", name) for name in STATUS_COLUMNS]
-    columns += [(name, "params", name) for name in params]
-    columns += [("metric." + m if m in clash else m, "metrics", m) for m in metrics]
-    if any(row["warnings"] for row in rows):
+    columns += [("config." + p if p in status else p, "params", p) for p in sorted(params)]
+    columns += [("metric." + m if m in status or m in params else m, "metrics", m) for m in sorted(metrics)]
+    if warnings:
         columns.append(("warnings", "status", "warnings"))
     return columns
 
@@ -111,59 +141,130 @@ def selected_columns(env):
     return values.column_list(env.get("COLUMNS", ""))
 
 
-def results_view(rows, env):
-    """(header, table, natives) after FILTER, SORT and COLUMNS: table holds the
-    cells as text (CSV, Markdown), natives the typed values (JSON)."""
-    columns = result_columns(rows)
+def view_spec(columns, env):
+    """(names, FILTER conditions, header) of a view of rows with these columns."""
     names = [name for name, _, _ in columns]
-    pairs = []
-    for row in rows:
-        native = {name: native_value(row, kind, key) for name, kind, key in columns}
-        pairs.append(({name: tables.format_value(value) for name, value in native.items()}, native))
     conditions = parse_filter(env.get("FILTER", ""), names)
-    pairs = sort_pairs([p for p in pairs if matches(p[0], conditions)], env.get("SORT", ""), names)
     header = selected_columns(env) or names
     unknown = [c for c in header if c not in names]
     if unknown:
         raise files.ProjectError("COLUMNS: no column {}".format(", ".join(repr(c) for c in unknown)))
-    table = [[text[c] for c in header] for text, _ in pairs]
-    return header, table, [{c: native[c] for c in header} for _, native in pairs]
+    return names, conditions, header
+
+
+def view_rows(rows, columns, env):
+    """(header, iterator of (cells as text, {column: typed value})) after FILTER,
+    SORT and COLUMNS: one row at a time, unless SORT needs them all."""
+    names, conditions, header = view_spec(columns, env)
+
+    def pairs():
+        for row in rows:
+            native = {name: native_value(row, kind, key) for name, kind, key in columns}
+            text = {name: tables.format_value(value) for name, value in native.items()}
+            if matches(text, conditions):
+                yield text, native
+    ordered = sort_pairs(list(pairs()), env["SORT"], names) if env.get("SORT") else pairs()
+    return header, (([text[c] for c in header], {c: native[c] for c in header}) for text, native in ordered)
+
+
+def results_view(rows, env):
+    """(header, table, natives) of rows held in memory: table holds the cells as
+    text (CSV, Markdown), natives the typed values (JSON)."""
+    header, viewed = view_rows(rows, result_columns(rows), env)
+    viewed = list(viewed)
+    return header, [text for text, _ in viewed], [native for _, native in viewed]
 
 
 def terminal_order(header, rows):
     """What a person looks at first: id and state, the metrics, then the rest."""
-    metrics = {name for name, kind, _ in result_columns(rows) if kind == "metrics"}
+    return screen_order(header, result_columns(rows))
+
+
+def screen_order(header, columns):
+    """terminal_order given the columns (column_set) rather than the rows."""
+    metrics = {name for name, kind, _ in columns if kind == "metrics"}
     first = [c for c in ("id", "state") if c in header] + [c for c in header if c in metrics]
     return first + [c for c in header if c not in first]
 
 
-def write_results(header, table, natives):
+def write_results(header, viewed, on_row=None):
+    """results/results.{csv,md,json} from (text, native) rows, streamed, each
+    file whole or not at all; on_row(text, native) sees each row as written."""
     out_dir = os.path.join(files.ROOT, "results")
     os.makedirs(out_dir, exist_ok=True)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(table)
-    files.write_text_atomic(os.path.join(out_dir, "results.csv"), buffer.getvalue())
-    files.write_text_atomic(os.path.join(out_dir, "results.md"), tables.markdown(header, table))
-    # one row a line: readable, and json's C encoder (indent= would use the slow Python one)
-    rows = ",\n".join(json_line(row) for row in natives)
-    files.write_text_atomic(os.path.join(out_dir, "results.json"), "[\n" + rows + "\n]\n" if rows else "[]\n")
+    paths = [os.path.join(out_dir, "results." + kind) for kind in ("csv", "md", "json")]
+    with files.atomic_text(paths[0]) as csv_file, files.atomic_text(paths[1]) as md_file, \
+            files.atomic_text(paths[2]) as json_file:
+        writer = csv.writer(csv_file, lineterminator="\n")
+        writer.writerow(header)
+        md_file.write(tables.markdown_head(header))
+        json_file.write("[")
+        separator = "\n"
+        for text, native in viewed:
+            writer.writerow(text)
+            md_file.write(tables.markdown_row(text))
+            # one row a line: readable, and json's C encoder (indent= would use the slow Python one)
+            json_file.write(separator + json_line(native))
+            separator = ",\n"
+            if on_row:
+                on_row(text, native)
+        json_file.write("\n]\n" if separator == ",\n" else "]\n")
 
 
 Harvest = collections.namedtuple("Harvest", "header table natives rows experiments settings")
 
 
 def harvest(env):
-    """Every experiment read, merged with one scheduler call, and viewed as a table."""
-    settings = profiles.project_settings(env)
-    experiments = state.load_all(files.ROOT, settings)
-    rows = result_rows(experiments, settings, env)
-    for row in rows:
-        if row["warnings"]:
-            files.warn("experiment {}: {}".format(row["id"], row["warnings"]))
+    """Every experiment read, merged with one scheduler call, and viewed as a
+    table, all held in memory (make best, make report; make results streams)."""
+    with scheduled(env) as (settings, _summary, pairs):
+        experiments, rows = [], []
+        for exp, jobs in pairs:
+            experiments.append(exp)
+            rows.append(warned(result_row(exp, jobs)))
     header, table, natives = results_view(rows, env)
     return Harvest(header, table, natives, rows, experiments, settings)
+
+
+def warned(row):
+    if row["warnings"]:
+        files.warn("experiment {}: {}".format(row["id"], row["warnings"]))
+    return row
+
+
+class Screen:
+    """What make results prints of the rows it writes: the count of each state
+    and at most limit rows (None: every one), the best first by metric when
+    one is given, else in the files' order; it holds at most limit rows."""
+
+    def __init__(self, header, limit, metric="", mode="max"):
+        self.metric = header.index(metric) if metric and metric in header else None
+        self.state = header.index("state") if "state" in header else None
+        self.limit, self.mode = limit, mode
+        self.counts, self.total, self.kept = collections.Counter(), 0, []
+
+    def rank(self, text):
+        """(0, value) for rows with the metric, the best smallest; (1, 0) for the rest."""
+        value = as_number(text[self.metric]) if self.metric is not None else None
+        if value is None or not math.isfinite(value):
+            return 1, 0.0
+        return 0, -value if self.mode == "max" else value
+
+    def add(self, text, _native=None):
+        self.total += 1
+        if self.state is not None:
+            self.counts[text[self.state]] += 1
+        if self.limit == 0:
+            return
+        missing, value = self.rank(text)
+        item = (-missing, -value, -self.total, text)  # negated: the heap's top is the worst row kept
+        if self.limit is None or len(self.kept) < self.limit:
+            heapq.heappush(self.kept, item)
+        elif item > self.kept[0]:
+            heapq.heapreplace(self.kept, item)
+
+    def rows(self):
+        return [item[3] for item in sorted(self.kept, reverse=True)]
 
 
 def json_line(row):

@@ -4,46 +4,85 @@
 Standard library only, Python 3.6+.
 """
 
+import collections
 import sys
 
-from . import files, harvest, profiles, state, sweepspec, tables, values
+from . import files, harvest, state, sweepspec, tables, values
 
 # ----------------------------------------------------------------- status
 
 STATUS_HEADER = ["EXP", "STAGE", "JOB", "STATE", "EXIT", "PARTITION", "GPU", "ELAPSED", "NODE", "REASON"]
+UNFINISHED, FAILED, SETTLED = range(3)  # the order make status shows rows in
+
+
+def status_rows(experiments, counts):
+    """(row, state) of make status, one per job (an experiment without one: a
+    row of its own); counts gains the state of each experiment's training."""
+    for exp, jobs in experiments:
+        unsubmitted = state.unsubmitted_state(exp)
+        counts[dict(jobs)["train"]["state"] if "train" in dict(jobs) else unsubmitted] += 1
+        for stage, job in jobs:
+            gpu = "{}x {}".format(job["gpus"], job["gpu_type"] or "gpu") if str(job["gpus"]) not in ("", "0") else ""
+            yield [exp["id"], stage, job["job_id"], state.describe_state(job), job["exit_code"], job["partition"],
+                   gpu, job["elapsed"], job["node"], job["reason"]], job["state"]
+        if not jobs:
+            yield [exp["id"], "", "", unsubmitted, "", "", "", "", "", exp.get("unreadable", "")], unsubmitted
+
+
+def status_rank(row_and_state):
+    """Jobs that may still run first, then those that failed, then the rest
+    (completed, new), each by id and stage."""
+    row, job_state = row_and_state
+    if state.may_still_run({"state": job_state}):
+        group = UNFINISHED
+    elif job_state in state.RESUMABLE:
+        group = FAILED
+    else:
+        group = SETTLED
+    return group, row[0], row[1]
 
 
 def cmd_status(env):
-    settings = profiles.project_settings(env)
-    experiments = state.load_all(files.ROOT, settings)
-    if env.get("SWEEP"):
-        name = sweepspec.sweep_name(env["SWEEP"])  # a sweep, or its file (whose name: may differ)
-        experiments = [exp for exp in experiments if exp["metadata"].get("sweep") == name]
-    if not experiments:
+    name = sweepspec.sweep_name(env["SWEEP"]) if env.get("SWEEP") else ""  # a sweep, or its file
+    counts = collections.Counter()
+    with harvest.scheduled(env, with_data=False) as (_settings, _summary, pairs):
+        experiments = (warn_state_problems(exp, jobs) for exp, jobs in pairs
+                       if not name or exp["metadata"].get("sweep") == name)
+        rows = sorted(status_rows(experiments, counts), key=status_rank)
+    if not rows:
         print("no experiments yet: make train EXP=001" if not env.get("SWEEP") else "no sweep " + env["SWEEP"])
         return 0
-    state.warn_problems(experiments)
-    rows, submitted = [], set()
-    for exp, stage, job in state.job_table(experiments, settings, env):
-        submitted.add(exp["id"])
-        gpu = "{}x {}".format(job["gpus"], job["gpu_type"] or "gpu") if str(job["gpus"]) not in ("", "0") else ""
-        rows.append([exp["id"], stage, job["job_id"], state.describe_state(job), job["exit_code"], job["partition"],
-                     gpu, job["elapsed"], job["node"], job["reason"]])
-    rows += [[exp["id"], "", "", state.unsubmitted_state(exp), "", "", "", "", "", exp.get("unreadable", "")]
-             for exp in experiments if exp["id"] not in submitted]
-    rows.sort(key=lambda row: (row[0], row[1]))
-    sys.stdout.write(tables.plain_table(STATUS_HEADER, rows, tables.terminal_width(env)))
+    shown = [row for row, _ in rows[:tables.row_limit(env)]]
+    print(tables.state_counts(counts, sum(counts.values()), "experiments"))
+    sys.stdout.write(tables.plain_table(STATUS_HEADER, shown, tables.terminal_width(env)))
+    sys.stdout.write(tables.rows_left_out(len(shown), len(rows), "unfinished and failed first"))
     return 0
 
 
+def warn_state_problems(exp, jobs):
+    if exp["state_problems"]:
+        files.warn("experiment {}: {}".format(exp["id"], "; ".join(exp["state_problems"])))
+    return exp, jobs
+
+
 def cmd_results(env):
-    header, table, natives, rows = harvest.harvest(env)[:4]
-    harvest.write_results(header, table, natives)
-    order = harvest.terminal_order(header, rows)
+    with harvest.scheduled(env) as (settings, summary, pairs):
+        columns = harvest.column_set(summary.params, summary.metrics, summary.warnings)
+        rows = (harvest.warned(harvest.result_row(exp, jobs)) for exp, jobs in pairs)
+        header, viewed = harvest.view_rows(rows, columns, env)
+        metric, mode = harvest.primary_metric(env, settings)
+        best_first = metric in header and not env.get("SORT")
+        screen = harvest.Screen(header, tables.row_limit(env), metric if best_first else "", mode)
+        harvest.write_results(header, viewed, screen.add)
+    order = harvest.screen_order(header, columns)
     positions = [header.index(column) for column in order]
-    shown = [[row[i] for i in positions] for row in table]
+    shown = [[row[i] for i in positions] for row in screen.rows()]
+    print(tables.state_counts(screen.counts, screen.total, "experiments"))
     sys.stdout.write(tables.fitted_markdown(order, shown, tables.terminal_width(env)))
-    print("[OK] {} experiments -> results/results.csv, results/results.md, results/results.json".format(len(table)))
+    sys.stdout.write(tables.rows_left_out(len(shown), screen.total, "the best by {} first".format(metric)
+                                          if best_first else "in the files' order"))
+    print("[OK] {} experiments -> results/results.csv, results/results.md, results/results.json".format(
+        screen.total))
     return 0
 
 

@@ -105,8 +105,20 @@ def stage_metrics(path, present, metadata, stage, patterns, problems):
     return metrics
 
 
-def load_experiment(root, exp_id, patterns=()):
-    """One experiment's files -> dict; problems are collected, never raised."""
+def load_experiment(root, exp_id, patterns=(), with_data=True):
+    """One experiment's files -> dict; problems are collected, never raised.
+    with_data=False: what its state needs only (make status), no config or metrics."""
+    experiment = load_state(root, exp_id)
+    experiment.update(config={}, metrics={}, data_problems=[])
+    if with_data:
+        experiment.update(load_data(experiment, patterns))
+    experiment["problems"] = experiment["state_problems"] + experiment["data_problems"]
+    return experiment
+
+
+def load_state(root, exp_id):
+    """What an experiment's state comes from: its metadata, the journal of its
+    jobs, their records; "present": the names in its directory."""
     path = files.experiment_dir(root, exp_id)
     metadata, problem = files.read_json(os.path.join(path, "metadata.json"))
     if metadata is not None and not isinstance(metadata, dict):
@@ -116,21 +128,26 @@ def load_experiment(root, exp_id, patterns=()):
     if not isinstance(metadata, dict):
         metadata = {"jobs": []}
     ledger.with_journal(metadata, path)
+    try:
+        present = sorted(os.listdir(path))
+    except OSError as exc:
+        present = []
+        problems.append("experiments/{}: {}".format(exp_id, exc.strerror or exc))
+    return {"id": exp_id, "path": path, "metadata": metadata, "records": files.run_records(path, problems),
+            "present": present, "state_problems": problems, "unreadable": unreadable}
+
+
+def load_data(experiment, patterns=()):
+    """{"config", "metrics", "data_problems"} of an experiment load_state read."""
+    path, metadata, problems = experiment["path"], experiment["metadata"], []
     config, problem = files.read_json(os.path.join(path, "config.json"))
     problems += [problem] if problem else []
-    try:
-        present = set(os.listdir(path))
-    except OSError as exc:
-        present = set()
-        problems.append("experiments/{}: {}".format(exp_id, exc.strerror or exc))
+    present = set(experiment["present"])
     metrics = {}
     for stage in STAGES:
         metrics.update(stage_metrics(path, present, metadata, stage, patterns, problems))
-    return {
-        "id": exp_id, "path": path, "metadata": metadata, "records": files.run_records(path, problems),
-        "config": configs.flatten(config) if isinstance(config, dict) else {},
-        "metrics": configs.flatten(metrics), "problems": problems, "unreadable": unreadable,
-    }
+    return {"config": configs.flatten(config) if isinstance(config, dict) else {},
+            "metrics": configs.flatten(metrics), "data_problems": problems}
 
 
 def load_all(root, settings):
@@ -268,10 +285,17 @@ def local_alive(job):
     return files.pid_alive(job.get("pid"))
 
 
+ISO_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})")
+
+
 def parse_iso(text):
+    """The local time of "2026-11-28T10:00:01+00:00" (the offset is left out, as
+    the records of one project share it); None for anything else. A regular
+    expression: strptime is slow enough to show at 10,000 experiments."""
+    match = ISO_TIME.match(text) if isinstance(text, str) else None
     try:
-        return datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
-    except (TypeError, ValueError):
+        return datetime(*map(int, match.groups())) if match else None
+    except ValueError:
         return None
 
 
@@ -288,15 +312,50 @@ def job_table(experiments, settings, env):
     """[(experiment, stage, merged job)] with one scheduler call for all of them
     (and one more, by job name, when a submission's answer was lost). Jobs of
     another cluster are not asked about: their records say what was last seen."""
-    here = profiles.cluster_of_jobs([job for exp in experiments for job in exp["metadata"].get("jobs", [])], env)
-    reconcile.settle(experiments, settings, env, here)
-    rows = [(exp, stage, job, record) for exp in experiments for stage, job, record in latest_jobs(exp)]
-    # a sweep's task 44_3 is asked for as array 44: sacct shows a pending task only that way
-    ask = sorted({str(job["job_id"]).split("_")[0] for _, _, job, record in rows
-                  if needs_scheduler(job, record) and not profiles.elsewhere(job, here)})
-    infos = scheduler_view(ask, settings, env)
-    return [(exp, stage, elsewhere_job(job, record) if profiles.elsewhere(job, here)
-             else merged_job(job, record, infos.get(str(job["job_id"])))) for exp, stage, job, record in rows]
+    infos, here = settle_and_ask((), experiments, settings, env)
+    return [(exp, stage, job) for exp in experiments for stage, job in merged_jobs(exp, infos, here)]
+
+
+def settle_and_ask(asked, unsettled, settings, env):
+    """(the scheduler's answer, in one call, about the jobs asked ((id, cluster)
+    pairs, asked_jobs) and those of the experiments unsettled, each settled first
+    (reconcile.py); here, which tells the cluster this is). A job of another
+    cluster is not asked about, nor settled: only its own scheduler knows it."""
+    here = ClusterHere(env)
+    unsettled_jobs = [job for exp in unsettled for job in exp["metadata"].get("jobs", [])]
+    reconcile.settle(unsettled, settings, env, here() if any(job.get("cluster") for job in unsettled_jobs) else "")
+    pairs = set(asked).union(*map(asked_jobs, unsettled))
+    ids = {job_id for job_id, cluster in pairs if not (cluster and profiles.elsewhere({"cluster": cluster}, here()))}
+    return scheduler_view(sorted(ids), settings, env), here
+
+
+class ClusterHere:
+    """The cluster here (profiles.cluster_here), asked once, and only when a job
+    that records its cluster needs it: a project of one cluster never asks."""
+
+    def __init__(self, env):
+        self.env, self.name = env, None
+
+    def __call__(self):
+        if self.name is None:
+            self.name = profiles.cluster_here(files.ROOT, self.env)[0]
+        return self.name
+
+
+def asked_jobs(experiment):
+    """{(job id, cluster it records or "")} the scheduler is asked about for this
+    experiment: a sweep's task 44_3 is asked for as array 44 (sacct shows a
+    pending task only that way)."""
+    return {(str(job["job_id"]).split("_")[0], job.get("cluster", "")) for _, job, record in latest_jobs(experiment)
+            if needs_scheduler(job, record)}
+
+
+def merged_jobs(experiment, infos, here):
+    """[(stage, merged job)] of an experiment's newest jobs, given the scheduler's
+    answer; a job of another cluster from its records (elsewhere_job)."""
+    return [(stage, elsewhere_job(job, record) if job.get("cluster") and profiles.elsewhere(job, here())
+             else merged_job(job, record, infos.get(str(job["job_id"]))))
+            for stage, job, record in latest_jobs(experiment)]
 
 
 def elsewhere_job(job, record):

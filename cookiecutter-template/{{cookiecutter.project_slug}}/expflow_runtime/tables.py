@@ -12,12 +12,13 @@ from . import values
 
 
 def format_value(value):
-    """A value as one cell of CSV or Markdown: floats keep 6 significant digits;
-    NaN and infinities, which are no result, are empty."""
+    """A value as one cell of CSV or Markdown: floats as Python's repr, the
+    shortest text that reads back as the same float; NaN and infinities, which
+    are no result, are empty."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return "{:.6g}".format(value) if math.isfinite(value) else ""
+        return repr(value) if math.isfinite(value) else ""
     if isinstance(value, (list, dict)):
         return json.dumps(value, sort_keys=True)
     return "" if value is None else str(value)
@@ -29,12 +30,20 @@ def cell_text(value):
 
 def markdown(header, rows):
     """A GitHub-style Markdown table; | and newlines in cells are escaped."""
-    def cell(value):
-        text = cell_text(value)
-        return text.replace("|", "\\|").replace("\n", " ") if "|" in text or "\n" in text else text
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_head(header) + "".join(markdown_row(row) for row in rows)
+
+
+def markdown_head(header):
+    return markdown_row(header) + "|" + "---|" * len(header) + "\n"
+
+
+def markdown_row(row):
+    return "| " + " | ".join(markdown_cell(v) for v in row) + " |\n"
+
+
+def markdown_cell(value):
+    text = cell_text(value)
+    return text.replace("|", "\\|").replace("\n", " ") if "|" in text or "\n" in text else text
 
 
 def columns_that_fit(header, rows, width, padding):
@@ -69,3 +78,26 @@ def fitted_markdown(header, rows, width):
 def terminal_width(env):
     """COLUMNS when it is a width (values.terminal_width), else the terminal's."""
     return values.terminal_width(env) or shutil.get_terminal_size((120, 24)).columns
+
+
+def row_limit(env):
+    """How many rows a screen shows: LIMIT=, else what fits the terminal; None
+    (every row) with ALL=1."""
+    if env.get("ALL", "") not in ("", "0"):
+        return None
+    if env.get("LIMIT"):
+        return values.whole_number("LIMIT", env["LIMIT"], minimum=0)
+    return max(10, shutil.get_terminal_size((120, 24)).lines - 6)
+
+
+def state_counts(counts, total, noun):
+    """"1200 experiments: 1100 COMPLETED, 80 RUNNING, 20 FAILED", most first."""
+    parts = ["{} {}".format(n, state or "(none)") for state, n in sorted(counts.items(), key=lambda i: (-i[1], i[0]))]
+    return "{} {}{}".format(total, noun, ": " + ", ".join(parts) if parts else "")
+
+
+def rows_left_out(shown, total, order):
+    """The line under a screen that shows fewer rows than there are."""
+    if shown >= total:
+        return ""
+    return "({} of {} rows shown, {}; LIMIT=N or ALL=1 shows more)\n".format(shown, total, order)

@@ -237,11 +237,14 @@ RULES = {
     "SORT": lambda name, value: sort_keys(value),
     "COLUMNS": lambda name, value: column_list(value),
     "PROFILE": lambda name, value: files.check_profile_name(value, name),
+    "LIMIT": lambda name, value: whole_number(name, value, minimum=0),
+    "ALL": lambda name, value: one_of(name, value, ("0", "1")),
 }
 RULES.update((key, resource) for key in slurmkit.RESOURCE_KEYS)
 SUBMITS = ("train", "eval", "resume", "sweep", "sweep-retry")
 RESOURCES = slurmkit.RESOURCE_KEYS + ("BACKEND",)
 HARVEST = ("FILTER", "SORT", "COLUMNS", "METRIC", "MODE", "STATE")
+SCREEN = ("LIMIT", "ALL")  # how many rows make status and make results print
 # command -> the make variables it reads (those it does not are not looked at)
 READS = {
     "new": ("EXP", "FROM", "SET", "DESC") + slurmkit.RESOURCE_KEYS,
@@ -255,8 +258,8 @@ READS = {
     "list": ("STATE",),
     "logs": ("EXP", "STAGE", "N"),
     "tail": ("EXP", "STAGE", "N"),
-    "status": ("SWEEP",),
-    "results": HARVEST,
+    "status": ("SWEEP",) + SCREEN,
+    "results": HARVEST + SCREEN,
     "best": HARVEST + ("N",),
     "report": HARVEST,
     "plot": ("FILTER", "SORT", "METRIC"),

@@ -1,0 +1,285 @@
+"""The harvest index (.expflow/harvest.index) is a cache, never the source of
+truth: through it, make results and make status give exactly what a harvest
+without it gives, whatever happened to the experiments or to the index, and
+experiments whose files did not change are not read again.
+
+The sequences run inside a generated project, through its own runtime (one
+process per sequence), with the runtime's own writers making the experiments."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import make
+
+# Runs in the project: python3 DRIVER SEED STEPS. Makes experiments with the
+# runtime's writers, changes them at random, and after every step compares the
+# harvest through the index with a harvest without one (the index moved aside
+# meanwhile, then put back, so that it goes on aging). Prints one JSON object.
+DRIVER = r'''
+import contextlib, io, json, os, random, shutil, sys, time, types
+sys.path.insert(0, os.getcwd())
+from expflow_runtime import files, index, results, state, submit
+
+seed, steps = int(sys.argv[1]), int(sys.argv[2])
+rng = random.Random(seed)
+ROOT = files.ROOT
+INDEX = os.path.join(ROOT, index.INDEX_FILE)
+SHIFT = float(sys.argv[3]) if len(sys.argv) > 3 else 3600.0
+real_time = time.time
+# An hour ahead: every entry is old enough to be kept (SETTLE_SECONDS is
+# tested on its own with the real clock); each change below changes a size or
+# an inode, as the runtime's writers and a job's appends do.
+index.time = types.SimpleNamespace(time=lambda: real_time() + SHIFT)
+loads = []
+real_load = state.load_experiment
+def counting_load(root, exp_id, *args, **kwargs):
+    loads.append(exp_id)
+    return real_load(root, exp_id, *args, **kwargs)
+state.load_experiment = counting_load
+settings = files.read_settings(ROOT)
+
+def harvest(command, env=None):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        getattr(results, command)(dict({"COLUMNS": "400", "ALL": "1"}, **(env or {})))
+    found = {"stdout": out.getvalue(), "stderr": err.getvalue()}
+    if command == "cmd_results":
+        for kind in ("csv", "json", "md"):
+            with open(os.path.join(ROOT, "results", "results." + kind), "rb") as handle:
+                found[kind] = handle.read().decode("utf-8")
+    return found
+
+def compare(what):
+    """The experiments make results read through the index (make status then reads none)."""
+    read = {}
+    for command in ("cmd_results", "cmd_status"):
+        del loads[:]
+        through = harvest(command)
+        read[command] = list(loads)
+        kept = INDEX + ".kept"
+        if os.path.exists(INDEX):
+            os.replace(INDEX, kept)
+        full = harvest(command)
+        if os.path.exists(kept):
+            os.replace(kept, INDEX)
+        if through != full:
+            print(json.dumps({"differs": what, "command": command, "through": through, "full": full}))
+            sys.exit(1)
+    if read["cmd_status"] and SHIFT:  # on the real clock, what was just made is read every time
+        print(json.dumps({"differs": what, "status read again": read["cmd_status"]}))
+        sys.exit(1)
+    return read["cmd_results"]
+
+def new_experiment(exp_id):
+    config = {"optimizer": {"lr": rng.choice([0.1, 0.01, 1.306123])}, "state": "mystate", "seed": rng.randint(0, 9)}
+    path = submit.write_experiment(exp_id, config, json.dumps(config), settings, {}, {"description": exp_id})
+    token = "t" + exp_id
+    job_id = "local-" + token
+    intent = {"token": token, "stage": "train", "backend": "local", "resources": {}, "attempt": 1,
+              "job_name": exp_id + "-train." + token, "log_template": files.log_name("train", "{job_id}"),
+              "job_id": job_id}
+    submit.submit_recorded([(path, intent)], lambda: {"pid": ""})
+    record = {"stage": "train", "job_id": job_id, "state": "COMPLETED", "exit_code": 0, "restart": 0,
+              "started": "2026-01-01T00:00:00+00:00", "ended": "2026-01-01T00:01:00+00:00", "node": "n1"}
+    files.write_json_atomic(files.run_record_path(path, "train", job_id), record)
+    write_results(path)
+
+def write_results(path):
+    files.write_json_atomic(os.path.join(path, "train_results.json"),
+                            {"val_acc": rng.random(), "loss": rng.choice([0.1 + 0.2, 1e-300, 3.0])})
+
+def append_metrics(path):
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(path, "train_results.json"))
+    with open(os.path.join(path, "train_metrics.jsonl"), "a") as handle:
+        handle.write(json.dumps({"epoch": rng.randint(0, 99), "val_acc": rng.random()}) + "\n")
+
+def rewrite_in_place(path):
+    with open(os.path.join(path, "config.json"), "w") as handle:  # an editor's save: same inode
+        json.dump({"optimizer": {"lr": rng.random()}, "extra": "x" * rng.randint(1, 30)}, handle)
+
+def record_state(path):
+    for name in os.listdir(os.path.join(path, "runs")):
+        record = json.load(open(os.path.join(path, "runs", name)))
+        record["state"] = rng.choice(["RUNNING", "FAILED", "COMPLETED", "CANCELLED"])
+        files.write_json_atomic(os.path.join(path, "runs", name), record)
+
+def damage_metadata(path):
+    with open(os.path.join(path, "metadata.json"), "w") as handle:
+        handle.write("{not json" + "x" * rng.randint(0, 9))
+
+def damage_index():
+    if not os.path.exists(INDEX):
+        return "no index"
+    data = bytearray(open(INDEX, "rb").read())
+    how = rng.choice(["flip", "truncate", "garbage", "delete", "header", "swap"])
+    if how == "flip" and data:
+        spot = rng.randrange(len(data))
+        data[spot] = (data[spot] + rng.randint(1, 255)) % 256
+    elif how == "truncate":
+        data = data[:rng.randrange(len(data) + 1)]
+    elif how == "garbage":
+        data = bytearray(os.urandom(rng.randint(1, 4096)))
+    elif how == "header":
+        data = b"expflow-harvest-index 0\n" + data.split(b"\n", 1)[-1]
+    elif how == "swap":
+        lines = data.split(b"\n")
+        rng.shuffle(lines)
+        data = b"\n".join(lines)
+    if how == "delete":
+        os.unlink(INDEX)
+    else:
+        with open(INDEX, "wb") as handle:
+            handle.write(bytes(data))
+    return how
+
+made = 0
+for _ in range(4):
+    made += 1
+    new_experiment("e{:03d}".format(made))
+first = compare("start")
+unchanged = compare("nothing changed")
+report = {"first_reads": len(first), "unchanged_reads": len(unchanged), "steps": []}
+for step in range(steps):
+    ids = files.list_experiment_ids(ROOT)
+    action = rng.choice(["add", "add", "results", "metrics", "in_place", "record", "metadata", "delete", "archive",
+                         "index", "index", "nothing"])
+    target = os.path.join(ROOT, "experiments", rng.choice(ids)) if ids else None
+    if action == "add" or target is None:
+        made += 1
+        action = "add"
+        new_experiment("e{:03d}".format(made))
+    elif action == "results":
+        write_results(target)
+    elif action == "metrics":
+        append_metrics(target)
+    elif action == "in_place":
+        rewrite_in_place(target)
+    elif action == "record":
+        record_state(target)
+    elif action == "metadata":
+        damage_metadata(target)
+    elif action == "delete":
+        shutil.rmtree(target)
+    elif action == "archive":
+        os.makedirs(os.path.join(ROOT, "archive"), exist_ok=True)
+        os.rename(target, os.path.join(ROOT, "archive", os.path.basename(target)))
+    elif action == "index":
+        action = "index " + damage_index()
+    reads = compare(action)
+    report["steps"].append([action, len(files.list_experiment_ids(ROOT)), len(reads)])
+print(json.dumps(report))
+'''
+
+
+def drive(project, seed, steps, *extra):
+    result = subprocess.run([sys.executable, "-c", DRIVER, str(seed), str(steps), *extra], cwd=project,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_index_gives_the_full_harvest_after_random_changes(bake, seed):
+    report = drive(bake(), seed, 30)
+    assert report["first_reads"] == 4 and report["unchanged_reads"] == 0  # cached: nothing read again
+    for action, count, reads in report["steps"]:
+        if action in ("nothing", "delete", "archive"):
+            assert reads == 0, report  # what is gone is dropped; the rest is not read again
+        elif action in ("add", "results", "metrics", "in_place", "record", "metadata"):
+            assert reads == 1, report  # the experiment changed, and only it
+        elif action in ("index delete", "index garbage", "index header"):
+            assert reads == count, report  # a full harvest
+    actions = {step[0] for step in report["steps"]}
+    assert {"add", "results", "delete"} <= actions and any(a.startswith("index ") for a in actions), actions
+
+
+def age(project, seconds=3600):
+    """Every file of the experiments as if written an hour ago (older than SETTLE_SECONDS)."""
+    past = time.time() - seconds
+    for directory, dirs, names in os.walk(project / "experiments"):
+        for name in dirs + names:
+            os.utime(os.path.join(directory, name), (past, past), follow_symlinks=False)
+
+
+def test_a_file_changed_within_one_tick_of_the_clock_is_still_seen(bake):
+    """With the real clock, an experiment changed less than SETTLE_SECONDS ago
+    is read again every time: a file rewritten in place within the same tick
+    of the file system's clock (same size, same inode, same mtime) is seen."""
+    project = bake()
+    drive(project, 7, 0, "0")  # four experiments, just made
+    results = project / "experiments" / "e001" / "train_results.json"
+    results.write_text('{"val_acc": 0.25}')
+    before = results.stat()
+    make(project, "results")
+    with open(results, "r+") as handle:  # the same inode, the same size
+        handle.write('{"val_acc": 0.75}')
+    os.utime(results, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the same mtime
+    make(project, "results")
+    natives = {row["id"]: row for row in json.loads((project / "results/results.json").read_text())}
+    assert natives["e001"]["val_acc"] == 0.75
+    age(project)
+    make(project, "results")
+    lines = (project / ".expflow" / "harvest.index").read_text().splitlines()[1:]
+    assert len(lines) == 4 and all(line.split("\t")[2] != "-" for line in lines)  # settled: kept
+
+
+JOB_WRITES_MEANWHILE = r'''
+import contextlib, io, json, os, sys, time, types
+sys.path.insert(0, os.getcwd())
+from expflow_runtime import files, index, results, state
+real_time = time.time
+index.time = types.SimpleNamespace(time=lambda: real_time() + 3600)
+real_load = state.load_experiment
+def load_then_job_writes(root, exp_id, *args, **kwargs):
+    found = real_load(root, exp_id, *args, **kwargs)
+    if exp_id == "e002":  # the job writes its results right after the harvest read them
+        files.write_json_atomic(os.path.join(root, "experiments", exp_id, "train_results.json"), {"val_acc": 0.5})
+    return found
+state.load_experiment = load_then_job_writes
+for _ in range(2):
+    with contextlib.redirect_stdout(io.StringIO()):
+        results.cmd_results({})
+    rows = json.load(open(os.path.join(files.ROOT, "results", "results.json")))
+    print(json.dumps([row["val_acc"] for row in rows if row["id"] == "e002"]))
+    state.load_experiment = real_load
+'''
+
+
+def test_a_job_writing_while_the_harvest_runs_is_read_next_time(bake):
+    project = bake()
+    drive(project, 5, 0)
+    (project / ".expflow" / "harvest.index").unlink()
+    result = subprocess.run([sys.executable, "-c", JOB_WRITES_MEANWHILE], cwd=project, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    first, second = [json.loads(line) for line in result.stdout.split()]
+    assert first != [0.5] and second == [0.5]
+
+
+def test_corrupt_index_gives_the_same_result(bake):
+    project = bake()
+    drive(project, 11, 3)
+    age(project)
+    make(project, "results", "ALL=1")
+    expected = [(project / "results" / f"results.{kind}").read_bytes() for kind in ("csv", "md", "json")]
+    status = make(project, "status", "ALL=1").stdout
+    index = project / ".expflow" / "harvest.index"
+    good = index.read_bytes()
+    assert b"\t-\t" not in good  # every entry kept: the harvests below use them
+    damaged = [good[: len(good) // 2], good.replace(b"val_acc", b"val_acd"), b"\0" * 4096,
+               good.replace(b"\t", b" ", 3), good[:-1]]
+    for data in damaged:
+        index.write_bytes(data)
+        assert make(project, "status", "ALL=1").stdout == status
+        index.write_bytes(data)
+        make(project, "results", "ALL=1")
+        assert [(project / "results" / f"results.{kind}").read_bytes() for kind in ("csv", "md", "json")] == expected
+    index.unlink()
+    index.mkdir()  # not even a file: the harvest goes on from a private copy
+    make(project, "results", "ALL=1")
+    assert (project / "results" / "results.csv").read_bytes() == expected[0]
