@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a setting (repeatable), e.g. --set partition=h200_tandon")
     new.add_argument("--no-detect", action="store_true", help="skip detection: offline defaults, local backend")
     new.add_argument("--check-access", action="store_true",
-                     help="ask SLURM (sbatch --test-only) whether it accepts the account, partition, GPUs and time")
+                     help="ask SLURM (sbatch --test-only) whether it accepts the account, partition, GPUs and time, "
+                          "and which partitions each of your accounts may use (the project's access cache)")
 
     upd = commands.add_parser("update", help="bring a generated project to this expflow's template, keeping your edits")
     upd.add_argument("dir", nargs="?", default=".", help="the project (default: .)")
@@ -192,8 +193,11 @@ def run_scaffold(args: argparse.Namespace, ask: Ask) -> int:
             raise UsageError("--check-access needs SLURM, and sbatch is not on PATH")
         print(f"[OK] {check_access(context)}")
     project = scaffold(context, args.output_dir)
-    if facts is not None:
-        account_access(facts, project, refresh=True)  # the project's cache: make resources shows it
+    if facts is not None and args.check_access:
+        # asked to check: the project's access cache too. Otherwise it is written
+        # when first needed (expflow info, make resources REFRESH=1): a scaffold
+        # stays at a few SLURM calls, not one sbatch per account and partition.
+        account_access(facts, project, refresh=True)
     where = context.get("partition") or "default partition"
     print(f"[OK] created {project} (cluster {context.get('cluster', 'local')}, {where})")
     print(f"Next: cd {project} && make train EXP=001")

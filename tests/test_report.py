@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import make, wait_for
+from conftest import make, status_rows, wait_for
 from test_local_backend import LOCAL, error_line
 from test_results import SCREENSHOTS, browser  # noqa: F401 (a fixture)
 
@@ -45,8 +45,8 @@ def sweep_project(tmp_path_factory) -> Path:
     make(project, "train", "EXP=broken", "SET=fail_with_exit_code=3 training.seconds_per_epoch=0", env=LOCAL)
 
     def finished():
-        out = make(project, "status", env={**LOCAL, "COLUMNS": "300"}).stdout
-        return out.count("COMPLETED") == 12 and "FAILED" in out
+        states = [row["STATE"] for row in status_rows(project, env=LOCAL).values()]
+        return states.count("COMPLETED") == 12 and "FAILED" in states
     wait_for(finished, timeout=180, what="the sweep and the failure to finish")
     make(project, "report")
     return project
@@ -322,6 +322,15 @@ def test_the_page_and_make_results_read_filter_alike(page):
         else:
             assert theirs == ours, text
     assert sum("error" in p for p in python) >= 8 and sum(len(p.get("ids", [])) not in (0, 4) for p in python) >= 20
+
+
+@pytest.mark.browser
+def test_a_filter_value_is_written_as_python_s_repr(page):
+    """The page reads FILTER values as make results does (tables.format_value: repr)."""
+    values = [0.1, 1e-05, 123456.7, 1234567.0, 0.000123456789, -2.5e-10, 1e16, 3.14159265, 100.0, 0.30000000001,
+              -0.0, 0.0001, 1e15, 9.999999999999999e15, 1.5e-300, 2.0 ** 60, 5e-324]
+    assert page.execute_script("return arguments[0].map(window.expflowReport.formatRepr)", values) == [
+        repr(v) for v in values]
 
 
 @pytest.mark.browser

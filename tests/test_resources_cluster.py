@@ -214,12 +214,14 @@ def test_one_sinfo_and_one_squeue_call_in_all(project, alice_dir, alice_site):
     assert refresh == ["sacctmgr"] + ["sbatch"] * TEST_ONLY_CALLS + ["sinfo", "squeue"]
 
 
-def test_info_in_the_project_reads_the_access_cache_until_refresh(project, alice_dir, alice_site):
-    access = json.loads((project / ".expflow" / "access.json").read_text())  # written by scaffold, as alice
+def test_info_in_the_project_checks_access_once_then_reads_the_cache(project, alice_dir, alice_site):
+    assert not (project / ".expflow" / "access.json").exists()  # a plain scaffold makes no sbatch call
+    expflow = ["/usr/bin/python3", "-m", "expflow", "info"]
+    assert calls_of(alice_dir, expflow, project, PYTHONPATH=str(alice_site)).count("sbatch") == TEST_ONLY_CALLS
+    access = json.loads((project / ".expflow" / "access.json").read_text())  # written by that info, as alice
     assert access["user"] == USER and [entry["account"] for entry in access["accounts"]] == ACCOUNTS
     assert all((entry["accepted"], entry["refused"], entry["unchecked"]) == (PARTITIONS, {}, {})
                for entry in access["accounts"])
-    expflow = ["/usr/bin/python3", "-m", "expflow", "info"]
     assert "sbatch" not in calls_of(alice_dir, expflow, project, PYTHONPATH=str(alice_site))
     refreshed = calls_of(alice_dir, [*expflow, "--refresh"], project, PYTHONPATH=str(alice_site))
     assert refreshed.count("sbatch") == TEST_ONLY_CALLS

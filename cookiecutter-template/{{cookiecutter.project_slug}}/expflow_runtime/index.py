@@ -96,7 +96,8 @@ def state_part(experiment):
     for job in jobs:
         job.pop("sbatch", None)  # the argv, as long as a command line: the record keeps it
     keys = {(job.get("stage"), str(job.get("job_id"))) for job in jobs}
-    return {"sweep": metadata.get("sweep", ""), "description": metadata.get("description", ""), "jobs": jobs,
+    return {"sweep": metadata.get("sweep", ""), "sweep_values": metadata.get("sweep_values"),
+            "description": metadata.get("description", ""), "jobs": jobs,
             "records": [record for key, record in sorted(experiment["records"].items()) if key in keys],
             "problems": experiment["state_problems"], "unreadable": experiment["unreadable"]}
 
@@ -219,7 +220,8 @@ def experiments(handle, root):
         data = json.loads(data_text) or {"config": {}, "metrics": {}, "problems": []}
         yield {
             "id": exp_id, "path": os.path.join(files.experiments_dir(root), exp_id),
-            "metadata": {"jobs": part["jobs"], "sweep": part["sweep"], "description": part["description"]},
+            "metadata": {"jobs": part["jobs"], "sweep": part["sweep"], "sweep_values": part["sweep_values"],
+                         "description": part["description"]},
             "records": {(r["stage"], str(r["job_id"])): r for r in part["records"]},
             "config": data["config"], "metrics": data["metrics"], "unreadable": part["unreadable"],
             "state_problems": part["problems"], "data_problems": data["problems"],

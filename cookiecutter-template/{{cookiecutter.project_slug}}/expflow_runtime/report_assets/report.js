@@ -82,6 +82,27 @@
     return text;
   }
 
+  // Python's repr(x) for a finite float: the shortest digits that read back as
+  // x (as toExponential() gives them), fixed notation for exponents -4 to 15.
+  function formatRepr(x) {
+    if (x === 0) { return (1 / x < 0) ? "-0.0" : "0.0"; }
+    var parts = Math.abs(x).toExponential().split("e");
+    var digits = parts[0].replace(".", ""), exponent = Number(parts[1]), text;
+    if (exponent >= -4 && exponent < 16) {
+      if (exponent < 0) {
+        text = "0." + "0".repeat(-exponent - 1) + digits;
+      } else if (digits.length > exponent + 1) {
+        text = digits.slice(0, exponent + 1) + "." + digits.slice(exponent + 1);
+      } else {
+        text = digits + "0".repeat(exponent + 1 - digits.length) + ".0";
+      }
+    } else {
+      text = digits[0] + (digits.length > 1 ? "." + digits.slice(1) : "") + "e" + (exponent < 0 ? "-" : "+") +
+        (Math.abs(exponent) < 10 ? "0" : "") + Math.abs(exponent);
+    }
+    return (x < 0 ? "-" : "") + text;
+  }
+
   function intText(text) {  // str(int(text)): no sign for positives, no leading zeros
     var negative = text[0] === "-", digits = text.replace(/^[-+]/, "").replace(/^0+(?=[0-9])/, "");
     return (negative && digits !== "0" ? "-" : "") + digits;
@@ -95,7 +116,7 @@
     if (INT.test(text)) { return intText(text); }
     if (FLOAT.test(text) && /[.eE]/.test(text)) {
       var number = Number(text);
-      return isFinite(number) ? formatG6(number) : "";
+      return isFinite(number) ? formatRepr(number) : "";
     }
     if (SPECIAL_FLOATS.indexOf(text) >= 0) { return ""; }
     if (text[0] === '"') {
@@ -865,7 +886,7 @@
     });
   }
 
-  window.expflowReport = { parseFilter: parseFilter, matches: matches, asNumber: asNumber, formatG6: formatG6,
+  window.expflowReport = { parseFilter: parseFilter, matches: matches, asNumber: asNumber, formatG6: formatG6, formatRepr: formatRepr,
     FilterError: FilterError, view: view };
   start();
 })();
