@@ -337,3 +337,37 @@ def test_make_check_reports_slurms_reason(bake, recorded_bin, tmp_path):
 def test_make_check_on_the_local_backend_has_nothing_to_ask(bake):
     out = make(bake(), "check", env={"BACKEND": "local"}).stdout
     assert out == "[OK] nothing to check for the project's settings: jobs run on this machine (BACKEND=local)\n"
+
+
+# ----------------------------------------------------------------- why SLURM refused a job
+
+def refusal(busy, reason, sources=None, **resources):
+    values = dict.fromkeys((key.lower() for key in slurmkit.RESOURCE_KEYS), "")
+    values.update(resources)
+    given = {key: "settings.env" for key in slurmkit.RESOURCE_KEYS}
+    given.update(sources or {})
+    return advice.explain_refusal(reason, values, given, busy[0])
+
+
+def test_a_refusal_names_the_value_in_conflict_and_where_it_lives(busy):
+    node_config = slurmkit.sbatch_rejection_reason(read_data("sbatch-reject-gres.err"))
+    text = refusal(busy, node_config, {"PARTITION": "the command line"},
+                   partition="l40s_public", gpu_type="h200", gpus="2", time="01:00:00")
+    assert text == ("Requested node configuration is not available: partition l40s_public has no h200 GPUs "
+                    "(it has l40s) (GPU_TYPE='h200' from settings.env, PARTITION='l40s_public' from the command line)")
+    text = refusal(busy, node_config, partition="l40s_public", gpu_type="l40s", gpus="8")
+    assert text.endswith(": nodes of l40s_public have at most 4 l40s GPUs each (GPUS='8' from settings.env, "
+                         "PARTITION='l40s_public' from settings.env)")
+    assert ": partition cs has no GPUs (" in refusal(busy, node_config, partition="cs", gpus="1")
+    assert refusal(busy, "Invalid partition name specified", partition="nosuch") == (
+        "Invalid partition name specified: there is no partition nosuch (PARTITION='nosuch' from settings.env)")
+
+
+def test_a_refusal_without_a_visible_conflict_names_the_values_its_words_are_about(busy):
+    own = "experiments/005/settings.env"
+    text = refusal(busy, "Invalid account or account/partition combination specified", {"ACCOUNT": own},
+                   account="nobody", partition="cs", gpus="0")
+    assert text.endswith("(ACCOUNT='nobody' from experiments/005/settings.env, PARTITION='cs' from settings.env)")
+    assert advice.refusal_settings("Requested time limit is invalid (missing or exceeds some limit)") == [
+        "TIME", "PARTITION"]
+    assert refusal(busy, "something new", partition="cs") == "something new"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, make, metadata, run, status_rows, wait_for
-from test_local_backend import set_config
+from test_local_backend import error_line, set_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -162,10 +162,28 @@ def test_cancel_a_running_job(project):
 def test_rejected_submission_says_why_and_leaves_nothing_submitted(project, override, reason):
     result = alice_make(project, "train", "EXP=rej", override, check=False)
     assert result.returncode != 0
-    assert f"error: SLURM rejected the job: {reason}" in result.stderr.splitlines()
-    recorded = metadata(project, "rej")
-    assert recorded["jobs"] == []
-    assert status_rows(project, user=USER)[("rej", "")]["STATE"] == "NEW"
+    error = error_line(result)
+    assert error.startswith(f"error: SLURM rejected the job: {reason}") and error.endswith("experiment rej was not kept")
+    assert f"{override.replace('=', '=' + chr(39))}' from the command line" in error
+    # nothing ran: the refused values are not kept for the next make train EXP=rej
+    assert not (project / "experiments" / "rej").exists()
+    assert not (Path("/scratch") / USER / project.name / "checkpoints" / "rej").exists()
+    assert ("rej", "") not in status_rows(project, user=USER)
+
+
+def test_a_refused_value_kept_by_an_experiment_is_named_with_its_file(project):
+    """GPUS=2 on another partition keeps the settings' GPU_TYPE: the error says
+    which value conflicts; a value an experiment keeps is named with its file."""
+    result = alice_make(project, "train", "EXP=other", "PARTITION=h200_tandon", "GPUS=2", check=False)
+    assert error_line(result) == (
+        "error: SLURM rejected the job: Requested node configuration is not available: partition h200_tandon has "
+        "no l40s GPUs (it has h200) (GPU_TYPE='l40s' from settings.env, PARTITION='h200_tandon' from the command "
+        "line); experiment other was not kept")
+    alice_make(project, "new", "EXP=kept", "PARTITION=nosuch")
+    result = alice_make(project, "train", "EXP=kept", check=False)
+    assert error_line(result).endswith(
+        ": there is no partition nosuch (PARTITION='nosuch' from experiments/kept/settings.env)")
+    assert metadata(project, "kept")["jobs"] == []  # an experiment made by make new stays
 
 
 def recording_wrappers(bin_dir: Path, log: Path) -> None:

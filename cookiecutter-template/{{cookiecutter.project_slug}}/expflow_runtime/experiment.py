@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 
-from . import configs, files, ledger, slurmkit, state, submit, tables, values
+from . import advice, configs, files, ledger, slurmkit, state, submit, tables, values
 
 ROOT = files.ROOT
 STAGES = files.STAGES
@@ -130,7 +130,10 @@ def submit_stage(exp_id, stage, env, settings, current, attempt=1):
     intent["git"] = submit.git_snapshot(exp_path, "{}-{}".format(stage, token))
     if change:
         intent["gpu_type_change"] = change
-    job = submit.submit_recorded([(exp_path, intent)], launch)[0]
+    try:
+        job = submit.submit_recorded([(exp_path, intent)], launch)[0]
+    except submit.Rejected as exc:
+        raise submit.Rejected(advice.explain_refusal_of(exc.reason, resources, exp_path, env)) from None
     report_submission(exp_id, job, why, after, change)
     return 0
 
@@ -169,12 +172,22 @@ def submit_new_stage(env, stage):
     exp_id = files.check_experiment_id(env.get("EXP", ""))
     settings = files.read_settings(ROOT)
     exp_path = files.experiment_dir(ROOT, exp_id)
-    if not os.path.isdir(exp_path):
-        if stage != "train":
-            raise files.ProjectError("no experiment {}: run make train EXP={} first".format(exp_id, exp_id))
-        if files.flag(env, "DRY_RUN"):
-            raise files.ProjectError("DRY_RUN needs an existing experiment: make new EXP={} first".format(exp_id))
-        create_experiment(exp_id, env, settings)
+    if os.path.isdir(exp_path):
+        return submit_existing(exp_id, exp_path, stage, env, settings)
+    if stage != "train":
+        raise files.ProjectError("no experiment {}: run make train EXP={} first".format(exp_id, exp_id))
+    if files.flag(env, "DRY_RUN"):
+        raise files.ProjectError("DRY_RUN needs an existing experiment: make new EXP={} first".format(exp_id))
+    create_experiment(exp_id, env, settings)
+    try:
+        return submit_existing(exp_id, exp_path, stage, env, settings)
+    except submit.Rejected as exc:
+        # nothing ran: the values SLURM refused must not stay in experiments/<id>/settings.env
+        submit.remove_new_experiment(exp_path)
+        raise files.ProjectError("{}; experiment {} was not kept".format(exc, exp_id)) from None
+
+
+def submit_existing(exp_id, exp_path, stage, env, settings):
     with ledger.locked(exp_path, exp_id, "make " + stage):
         current = current_jobs(exp_id, settings, env)
         jobs = current[1]

@@ -159,6 +159,15 @@ def setting_overrides(settings, environ, keys):
     return merged
 
 
+def setting_sources(own_path, own, environ, keys):
+    """{key: where its value comes from} for the layers settings < own (the
+    settings.env in the directory own_path) < environ: "the command line", that
+    file, or the project's settings.env."""
+    where = display_path(os.path.join(own_path, SETTINGS_FILE)) if own_path else ""
+    return {key: "the command line" if key in environ else where if key in own else SETTINGS_FILE
+            for key in keys}
+
+
 # ----------------------------------------------------------------- experiments
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z: "$" would take a final newline

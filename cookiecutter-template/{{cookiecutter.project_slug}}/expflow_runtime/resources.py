@@ -81,7 +81,8 @@ def cmd_check(env):
     described = submit.describe(resources, backend)
     described += ", account " + resources["account"] if resources["account"] else ", your default account"
     if not outcome["ok"]:
-        raise files.ProjectError("SLURM would refuse {} ({}): {}".format(what, described, outcome["reason"]))
+        raise files.ProjectError("SLURM would refuse {} ({}): {}".format(what, described, advice.explain_refusal_of(
+            outcome["reason"], resources, exp_path, env)))
     print("[OK] SLURM accepts {} ({}): it would start at {} on {}; nothing was submitted".format(
         what, described, outcome["start"] or "a time it did not say", outcome["nodes"] or "a node it did not say"))
     return 0

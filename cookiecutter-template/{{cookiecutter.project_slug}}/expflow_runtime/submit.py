@@ -5,6 +5,7 @@ one local launcher, job arrays and their index files, git snapshots, cancelling.
 Standard library only, Python 3.6+.
 """
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -57,6 +58,17 @@ def write_experiment(exp_id, config, config_text, settings, own_resources, metad
         raise files.ProjectError("could not create experiment {} ({}): {}".format(
             exp_id, files.display_path(target), exc.strerror or exc)) from None
     return target
+
+
+def remove_new_experiment(exp_path):
+    """Take back an experiment this call created (its first submission was
+    refused): the directory, and its checkpoint directory on scratch if empty."""
+    checkpoints = os.path.join(exp_path, "checkpoints")
+    target = os.path.realpath(checkpoints) if os.path.islink(checkpoints) else ""
+    shutil.rmtree(exp_path)
+    if target:
+        with contextlib.suppress(OSError):
+            os.rmdir(target)  # only when empty
 
 
 def link_checkpoints(exp_path, settings, exp_id):
@@ -152,6 +164,14 @@ class NoAnswer(files.ProjectError):
     """sbatch did not answer in time: the job may or may not have been submitted."""
 
 
+class Rejected(files.ProjectError):
+    """sbatch answered with a refusal (SLURM's reason): nothing was submitted."""
+
+    def __init__(self, reason):
+        super().__init__("SLURM rejected the job: " + reason)
+        self.reason = reason
+
+
 def submit_slurm(argv):
     """Run sbatch, out of the terminal's reach (Ctrl-C must not cut a submission in
     half); the job id, a ProjectError with SLURM's reason, or NoAnswer."""
@@ -161,7 +181,7 @@ def submit_slurm(argv):
         raise NoAnswer("sbatch did not answer within {:g} s; the job may have been submitted".format(timeout))
     if not result.ok:
         reason = slurmkit.sbatch_rejection_reason(result.stderr) if result.returncode else result.error
-        raise files.ProjectError("SLURM rejected the job: {}".format(reason))
+        raise Rejected(reason)
     try:
         return slurmkit.parse_sbatch_parsable(result.stdout)
     except ValueError as exc:
