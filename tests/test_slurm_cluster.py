@@ -142,6 +142,22 @@ def test_exit_code_3_is_failed_in_status_and_results(project):
     assert (result["state"], result["exit_code"]) == ("FAILED", "3")
 
 
+def test_eval_after_a_training_that_fails_is_ended_by_slurm_and_then_refused(project):
+    """--kill-on-invalid-dep=yes: an eval waiting (afterok) on a training that then
+    FAILED does not wait for ever; status says why; a new make eval is refused at once."""
+    alice_make(project, "new", "EXP=doomed", "PARTITION=cs", "GPUS=0")
+    set_config(project, "doomed", fail_with_exit_code=3, seconds_per_epoch=0.5)
+    alice_make(project, "train", "EXP=doomed")
+    alice_make(project, "eval", "EXP=doomed")
+    train_id, eval_job = metadata(project, "doomed")["jobs"][0]["job_id"], metadata(project, "doomed")["jobs"][1]
+    assert f"--dependency=afterok:{train_id}" in eval_job["sbatch"] and "--kill-on-invalid-dep=yes" in eval_job["sbatch"]
+    row = wait_state(project, "doomed", "eval", {"CANCELLED"})
+    assert row["REASON"] == f"train job {train_id} ended FAILED: cancelled by SLURM, its dependency can never be met"
+    assert status_rows(project, user=USER)[("doomed", "train")]["STATE"] == "FAILED"
+    result = alice_make(project, "eval", "EXP=doomed", "RESUBMIT=1", check=False)
+    assert error_line(result) == f"error: train job {train_id} of doomed ended FAILED (exit 3): eval not submitted"
+    assert len(metadata(project, "doomed")["jobs"]) == 2  # nothing submitted, nothing written down
+
 def test_cancel_a_running_job(project):
     alice_make(project, "new", "EXP=long")
     set_config(project, "long", seconds_per_epoch=60)

@@ -120,6 +120,8 @@ def submit_stage(exp_id, stage, env, settings, current, attempt=1):
         if files.flag(env, "DRY_RUN"):
             return submit.print_dry_run(argv, stage)
         intent.update(sbatch=argv, after=after["job_id"] if after else None)
+        if after:
+            intent["dependency"] = "afterok:" + after["job_id"]  # with --kill-on-invalid-dep (state.py)
         launch = functools.partial(submit_one, argv)
     else:
         if files.flag(env, "DRY_RUN"):

@@ -240,7 +240,8 @@ def reason(job, record, info, state):
     allowed = int(job.get("resources", {}).get("max_restarts") or 0)
     if state == "TIMEOUT" and allowed and restarts >= allowed:
         return "WARNING: no restart left (MAX_RESTARTS={}); make resume goes on from the checkpoints".format(allowed)
-    if info and info.reason and state != "RUNNING":  # sacct keeps a restarted job's old BeginTime
+    # sacct keeps a restarted job's old BeginTime, and an ended job its last pending reason
+    if info and info.reason and state != "RUNNING" and state not in slurmkit.FINAL_STATES:
         return info.reason
     if state == "PENDING" and job.get("after"):
         return "Dependency"
@@ -291,7 +292,30 @@ def job_table(experiments, settings, env):
     # a sweep's task 44_3 is asked for as array 44: sacct shows a pending task only that way
     ask = sorted({str(job["job_id"]).split("_")[0] for _, _, job, record in rows if needs_scheduler(job, record)})
     infos = scheduler_view(ask, settings, env)
-    return [(exp, stage, merged_job(job, record, infos.get(str(job["job_id"])))) for exp, stage, job, record in rows]
+    merged = [(exp, stage, job, merged_job(job, record, infos.get(str(job["job_id"]))))
+              for exp, stage, job, record in rows]
+    trains = {exp["id"]: found for exp, stage, _, found in merged if stage == "train"}
+    for exp, _stage, job, found in merged:
+        explain_dependency(job, found, trains.get(exp["id"]))
+    return [(exp, stage, found) for exp, stage, _, found in merged]
+
+
+def explain_dependency(entry, job, train):
+    """A job submitted after its training (afterok, a sweep's aftercorr) whose
+    training then ended otherwise than COMPLETED can never start: SLURM says
+    only "Dependency" (sacct) or "DependencyNeverSatisfied" (squeue). Its
+    REASON says which training and what SLURM does about it."""
+    if not (entry.get("after") or entry.get("dependency")) or train is None or entry.get("after") not in (None, train["job_id"]):
+        return
+    if train["state"] not in slurmkit.FINAL_STATES or train["state"] == "COMPLETED":
+        return
+    cause = "train job {} ended {}".format(train["job_id"], train["state"])
+    if job["state"] == "CANCELLED":
+        job["reason"] = cause + ": cancelled by SLURM, its dependency can never be met"
+    elif job["state"] == "PENDING" and entry.get("dependency"):  # submitted with --kill-on-invalid-dep
+        job["reason"] = cause + ": SLURM cancels this job"
+    elif job["state"] == "PENDING":  # submitted by an earlier release, which waits for ever
+        job["reason"] = cause + ": this job never starts; make cancel it"
 
 
 MAY_RUN_EXCEPT = frozenset(("NEW", "LOST"))

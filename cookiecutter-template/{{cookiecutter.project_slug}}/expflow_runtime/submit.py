@@ -154,10 +154,17 @@ def sbatch_argv(stage, job_name, exp_path, resources, after_job, job_env):
             "--chdir={}".format(ROOT)]
     argv += slurmkit.resource_options(resources)
     if after_job:
-        argv.append("--dependency=afterok:" + after_job)
+        argv += dependency_options("afterok:" + after_job)
     if job_env:
         argv.append(exported(job_env))
     return argv + [stage_script(stage), exp_path]
+
+
+def dependency_options(dependency):
+    """sbatch options for a job that waits for another: SLURM ends it once the
+    dependency can never be met (a failed training), instead of keeping it
+    pending for ever."""
+    return ["--dependency=" + dependency, "--kill-on-invalid-dep=yes"]
 
 
 class NoAnswer(files.ProjectError):
@@ -294,7 +301,7 @@ def array_argv(job_name, stage, index_path, count, resources, log_dir, parallel,
             "--array=0-{}{}".format(count - 1, "%" + parallel if parallel else "")]
     argv += slurmkit.resource_options(resources) + [exported(limits_environment(resources))]
     if dependency:
-        argv.append("--dependency=" + dependency)
+        argv += dependency_options(dependency)
     return argv + [ARRAY_TASK_SCRIPT, stage, index_path]
 
 

@@ -110,6 +110,8 @@ def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None
     for group in chunks(list(exp_ids), size):
         token = ledger.new_token()
         common = {"token": token, "sweep": name, "resources": resources, "git": git}
+        if dependency and backend == "slurm":
+            common["dependency"] = dependency  # make status says why a task never starts (state.py)
         intents = [point_intent(exp_id, stage, attempts.get(exp_id, 1), backend, ledger.job_name(name, stage, token),
                                 task, common) for task, exp_id in enumerate(group)]
         index_path = submit.write_index(directory, stage, intents)
