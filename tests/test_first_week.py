@@ -4,7 +4,13 @@ test_slurm_cluster.py."""
 
 from __future__ import annotations
 
+import math
+import re
+import shutil
+
 import pytest
+from conftest import REPO, make, metadata, wait_for
+from test_local_backend import LOCAL, read_csv, wait_state
 
 from expflow.runtime import module
 
@@ -27,3 +33,72 @@ def dependent(state_now, **entry):
 ])
 def test_a_job_whose_training_failed_says_why_it_never_starts(state_now, entry, reason):
     assert dependent(state_now, **entry) == reason
+
+
+# ----------------------------------------------------------------- bring your own train.py
+
+configs = module("configs")
+CONFIG = {"model": {"name": "mlp", "depth": 2, "layers": [64, 32]}, "optimizer": {"lr": 0.1, "nesterov": True},
+          "tags": [], "note": None, "debug": False}
+
+
+def test_the_config_as_flags_for_an_argparse_program():
+    assert configs.command_line_flags(CONFIG) == [
+        "--model.name=mlp", "--model.depth=2", "--model.layers", "64", "32", "--optimizer.lr=0.1",
+        "--optimizer.nesterov"]
+    assert configs.command_line_flags(CONFIG, ["optimizer.lr=--lr", "model=--net", "debug=--debug"]) == [
+        "--lr=0.1", "--net.name=mlp", "--net.depth=2", "--net.layers", "64", "32"]
+    assert configs.command_line_flags({"lr": 1e-05, "x": -1}) == ["--lr=1e-05", "--x=-1"]
+
+
+@pytest.mark.parametrize(("mapping", "error"), [
+    (["optimizer.lrr=--lr"], "config flags: no key 'optimizer.lrr' in the config; did you mean optimizer.lr?"),
+    (["lr=--lr"], "config flags: no key 'lr' in the config; did you mean optimizer.lr?"),
+    (["optimizer.lr"], "config flags: expected key=--flag, got 'optimizer.lr'"),
+    (["optimizer.lr=lr"], "config flags: expected key=--flag, got 'optimizer.lr=lr'"),
+])
+def test_a_mistyped_flag_mapping_is_one_line_naming_the_near_keys(mapping, error):
+    with pytest.raises(configs.files.ProjectError) as caught:
+        configs.command_line_flags(CONFIG, mapping)
+    assert str(caught.value) == error
+
+
+def test_an_existing_argparse_script_runs_unchanged_with_a_set_override_as_its_flag(bake):
+    """docs/examples/argparse_train.py, copied as is; the stage script's one line
+    changed as getting-started.md says; its printed metrics read by METRIC_PATTERN_1."""
+    project = bake()
+    shutil.copy(REPO / "docs" / "examples" / "argparse_train.py", project / "my_train.py")
+    script = project / "scripts" / "train.sbatch"
+    script.write_text(script.read_text().replace(
+        '  run_stage train "$1" python3 train.py\n',
+        '  config_flags "$1" optimizer.lr=--lr training.epochs=--epochs model.depth=--depth\n'
+        '  run_stage train "$1" python3 my_train.py "${EXPFLOW_FLAGS[@]}"\n'))
+    settings = project / "settings.env"
+    settings.write_text(settings.read_text().replace(
+        "METRIC_PATTERN_1=''", "METRIC_PATTERN_1='val_acc=(?P<val_acc>[0-9.]+)'"))
+    make(project, "train", "EXP=byo", "SET=optimizer.lr=0.5", env=LOCAL)
+    wait_state(project, "byo", "train", {"COMPLETED"})
+    log = make(project, "logs", "EXP=byo").stdout
+    assert "training with lr=0.5 epochs=5 depth=2 layers=[64] nesterov=False" in log
+    make(project, "results", env=LOCAL)
+    row = read_csv(project)["byo"]
+    # the last of 5 epochs with lr=0.5, depth=2: loss = exp(-0.5*2*5), val_acc = 1 - loss/2
+    assert row["val_acc"] == f"{1 - math.exp(-5) / 2:.6f}".rstrip("0") and row["optimizer.lr"] == "0.5"
+
+
+def test_a_mistyped_flag_mapping_stops_the_job_before_it_runs(bake):
+    project = bake()
+    script = project / "scripts" / "train.sbatch"
+    script.write_text(script.read_text().replace(
+        '  run_stage train "$1" python3 train.py\n',
+        '  config_flags "$1" optimizer.lrr=--lr\n  run_stage train "$1" python3 train.py "${EXPFLOW_FLAGS[@]}"\n'))
+    make(project, "train", "EXP=typo", env=LOCAL)
+    log = project / "experiments" / "typo" / metadata(project, "typo")["jobs"][0]["log"]
+    wait_for(lambda: log.exists() and "nothing was run" in log.read_text(), timeout=30, what="the job's error")
+    assert "error: config flags: no key 'optimizer.lrr' in the config; did you mean optimizer.lr?" in log.read_text()
+    assert not list((project / "experiments" / "typo" / "runs").glob("train-*.json"))
+
+
+def test_getting_started_numbers_its_sections_once_each():
+    numbers = re.findall(r"^## (\d+)\. ", (REPO / "docs" / "getting-started.md").read_text(), re.M)
+    assert numbers == [str(n) for n in range(1, len(numbers) + 1)]

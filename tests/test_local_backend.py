@@ -20,7 +20,9 @@ def set_config(project: Path, exp: str, **values) -> None:
     text = path.read_text()
     for key, value in values.items():
         text, count = re.subn(rf"^(\s*{key}:).*$", rf"\g<1> {value}", text, flags=re.M)
-        assert count == 1, key
+        assert count <= 1, key
+        if not count:  # a key only the example train.py reads (fail_with_exit_code): added at the top level
+            text += f"{key}: {value}\n"
     path.write_text(text)
 
 

@@ -238,7 +238,7 @@ def test_status_makes_one_scheduler_call_for_200_experiments(project, alice_dir)
 
 
 def test_resume_after_a_crash_on_the_cluster(project):
-    alice_make(project, "new", "EXP=r", "SET=crash_at_epoch=2 training.seconds_per_epoch=0.2")
+    alice_make(project, "new", "EXP=r", "SET_NEW=1", "SET=crash_at_epoch=2 training.seconds_per_epoch=0.2")
     alice_make(project, "train", "EXP=r")
     assert wait_state(project, "r", "train", {"FAILED"})["EXIT"] == "1"
     alice_make(project, "resume", "EXP=r")
@@ -342,7 +342,7 @@ def test_sweep_of_12_points_is_one_array_with_aftercorr_eval(project):
 
 
 def test_sweep_retry_resubmits_only_the_failed_point(project):
-    text = ("set:\n  training.seconds_per_epoch: 0.1\nzip:\n  optimizer.lr: [0.1, 0.2, 0.3]\n"
+    text = ("allow_new: true\nset:\n  training.seconds_per_epoch: 0.1\nzip:\n  optimizer.lr: [0.1, 0.2, 0.3]\n"
             "  crash_at_epoch: [-1, 2, -1]\n")
     alice_make(project, "sweep", f"SWEEP={alice_sweep(project, 'flaky', text)}")
     states = wait_sweep(project, "flaky", 3, {"COMPLETED", "FAILED"})

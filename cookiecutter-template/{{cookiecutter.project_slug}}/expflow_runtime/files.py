@@ -139,12 +139,20 @@ def job_settings(argv, env):
     assigns with printf -v: bash never runs the file. A file read_settings
     refuses prints no record: the job stops before anything runs."""
     settings = read_settings(argv[0] if argv else ROOT)
-    records = ["{}={}".format(key, value) for key, value in sorted(settings.items())] + ["END"]
+    return write_records(["{}={}".format(key, value) for key, value in sorted(settings.items())])
+
+
+def write_records(records):
+    """Records for bash to read (job-lib.sh): each NUL-terminated, then END, so
+    that a reader knows the list is whole. A record holding a NUL is refused."""
+    if any("\0" in record for record in records):
+        raise ProjectError("a value holds a NUL character, which no command-line argument can")
+    data = "".join(record + "\0" for record in records + ["END"])
     out = getattr(sys.stdout, "buffer", None)
     if out is None:  # a test's captured stdout
-        sys.stdout.write("".join(record + "\0" for record in records))
+        sys.stdout.write(data)
     else:
-        out.write(b"".join(record.encode("utf-8") + b"\0" for record in records))
+        out.write(data.encode("utf-8"))
     sys.stdout.flush()
     return 0
 

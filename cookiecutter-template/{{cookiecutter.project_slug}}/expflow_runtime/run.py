@@ -46,6 +46,7 @@ JOB_STEPS = {
     "job-seconds": ("jobrecord", "job_seconds"),
     "run-local-array": ("submit", "run_local_array_command"),
     "job-settings": ("files", "job_settings"),
+    "config-flags": ("configs", "config_flags"),
 }
 
 
