@@ -150,7 +150,8 @@ def test_eval_after_a_training_that_fails_is_ended_by_slurm_and_then_refused(pro
     alice_make(project, "train", "EXP=doomed")
     alice_make(project, "eval", "EXP=doomed")
     train_id, eval_job = metadata(project, "doomed")["jobs"][0]["job_id"], metadata(project, "doomed")["jobs"][1]
-    assert f"--dependency=afterok:{train_id}" in eval_job["sbatch"] and "--kill-on-invalid-dep=yes" in eval_job["sbatch"]
+    assert f"--dependency=afterok:{train_id}" in eval_job["sbatch"]
+    assert "--kill-on-invalid-dep=yes" in eval_job["sbatch"]
     row = wait_state(project, "doomed", "eval", {"CANCELLED"})
     assert row["REASON"] == f"train job {train_id} ended FAILED: cancelled by SLURM, its dependency can never be met"
     assert status_rows(project, user=USER)[("doomed", "train")]["STATE"] == "FAILED"
@@ -179,7 +180,8 @@ def test_rejected_submission_says_why_and_leaves_nothing_submitted(project, over
     result = alice_make(project, "train", "EXP=rej", override, check=False)
     assert result.returncode != 0
     error = error_line(result)
-    assert error.startswith(f"error: SLURM rejected the job: {reason}") and error.endswith("experiment rej was not kept")
+    assert error.startswith(f"error: SLURM rejected the job: {reason}")
+    assert error.endswith("experiment rej was not kept")
     assert f"{override.replace('=', '=' + chr(39))}' from the command line" in error
     # nothing ran: the refused values are not kept for the next make train EXP=rej
     assert not (project / "experiments" / "rej").exists()

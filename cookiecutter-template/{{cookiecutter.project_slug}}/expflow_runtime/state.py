@@ -305,8 +305,9 @@ def explain_dependency(entry, job, train):
     training then ended otherwise than COMPLETED can never start: SLURM says
     only "Dependency" (sacct) or "DependencyNeverSatisfied" (squeue). Its
     REASON says which training and what SLURM does about it."""
-    if not (entry.get("after") or entry.get("dependency")) or train is None or entry.get("after") not in (None, train["job_id"]):
-        return
+    waits = entry.get("after") or entry.get("dependency")
+    if not waits or train is None or entry.get("after") not in (None, train["job_id"]):
+        return  # no dependency, or one on an earlier training than the newest
     if train["state"] not in slurmkit.FINAL_STATES or train["state"] == "COMPLETED":
         return
     cause = "train job {} ended {}".format(train["job_id"], train["state"])
