@@ -102,3 +102,22 @@ def test_a_mistyped_flag_mapping_stops_the_job_before_it_runs(bake):
 def test_getting_started_numbers_its_sections_once_each():
     numbers = re.findall(r"^## (\d+)\. ", (REPO / "docs" / "getting-started.md").read_text(), re.M)
     assert numbers == [str(n) for n in range(1, len(numbers) + 1)]
+
+
+# ----------------------------------------------------------------- DRY_RUN on a new id
+
+def test_dry_run_on_a_new_id_shows_what_would_be_created_and_submitted_and_creates_nothing(bake):
+    project = bake(partition="cs")
+    out = make(project, "train", "EXP=new", "DRY_RUN=1", "SET=optimizer.lr=0.5", "GPUS=0",
+               env={"BACKEND": "slurm"}).stdout
+    lines = out.splitlines()
+    assert lines[:2] == ["DRY_RUN: nothing created. Would create experiment new from configs/default.yaml with "
+                         "SET=optimizer.lr=0.5", "  with its own settings: GPUS=0"]
+    assert '"optimizer": {"lr": 0.5, "momentum": 0.9}' in lines[2]
+    assert lines[3] == "DRY_RUN: nothing submitted. Command:"
+    assert "--partition=cs" in lines[4] and "--gres" not in lines[4] and lines[4].endswith(
+        f"scripts/train.sbatch {project}/experiments/new")
+    assert not (project / "experiments" / "new").exists()
+    refused = make(project, "train", "EXP=new", "DRY_RUN=1", "SET=optimizer.lrr=0.5", env=LOCAL, check=False)
+    assert refused.returncode != 0 and "unknown config key 'optimizer.lrr'" in refused.stderr
+    assert not (project / "experiments" / "new").exists()

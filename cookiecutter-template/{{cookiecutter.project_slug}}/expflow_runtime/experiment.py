@@ -8,7 +8,9 @@ user-supplied string ever passes through a shell.
 """
 
 import functools
+import json
 import os
+import shlex
 import socket
 import sys
 
@@ -31,9 +33,10 @@ def config_source(env):
     return path, ""  # values.read_text_file refuses anything but a text file
 
 
-def create_experiment(exp_id, env, settings):
-    """Make experiments/<exp_id> from FROM (or the default config), SET and the
-    resource variables on the command line; never touches an existing one."""
+def planned_experiment(env):
+    """What make new would write, from FROM (or the default config), SET and the
+    resource variables on the command line: (config, its text, metadata, the
+    experiment's own resources). Every problem is raised before anything is written."""
     source, parent = config_source(env)
     config = configs.load_yaml(source, "FROM")
     if not isinstance(config, dict):
@@ -45,13 +48,41 @@ def create_experiment(exp_id, env, settings):
             configs.dump_yaml_subset(config)
     else:
         text = values.read_text_file(source, "FROM")  # the file itself, comments included
-    own_resources = {key: env[key] for key in slurmkit.RESOURCE_KEYS if key in env}
-    submit.write_experiment(exp_id, config, text, settings, own_resources, {
-        "description": env.get("DESC", ""), "config_source": os.path.relpath(source, ROOT), "parent": parent,
-        "overrides": overrides,
-    })
-    print("[OK] created experiment {} from {}{}".format(
-        exp_id, os.path.relpath(source, ROOT), " with SET=" + overrides if overrides else ""))
+    metadata = {"description": env.get("DESC", ""), "config_source": os.path.relpath(source, ROOT),
+                "parent": parent, "overrides": overrides}
+    return config, text, metadata, {key: env[key] for key in slurmkit.RESOURCE_KEYS if key in env}
+
+
+def creation_line(exp_id, metadata):
+    return "experiment {} from {}{}".format(exp_id, metadata["config_source"],
+                                            " with SET=" + metadata["overrides"] if metadata["overrides"] else "")
+
+
+def create_experiment(exp_id, env, settings):
+    """Make experiments/<exp_id> as planned_experiment says; never touches an existing one."""
+    config, text, metadata, own_resources = planned_experiment(env)
+    submit.write_experiment(exp_id, config, text, settings, own_resources, metadata)
+    print("[OK] created " + creation_line(exp_id, metadata))
+
+
+def dry_run_new(exp_id, env, settings):
+    """DRY_RUN=1 on a new id: the experiment make train would create and the
+    command it would submit; nothing is created."""
+    config, _text, metadata, own_resources = planned_experiment(env)
+    print("DRY_RUN: nothing created. Would create " + creation_line(exp_id, metadata))
+    if own_resources:
+        print("  with its own settings: " + " ".join(
+            "{}={}".format(key, shlex.quote(value)) for key, value in sorted(own_resources.items())))
+    print("  config: " + json.dumps(config, sort_keys=True))
+    exp_path = files.experiment_dir(ROOT, exp_id)
+    resources = submit.resolve_resources(settings, own_resources, env)
+    backend, _why = submit.resolve_backend(settings, env)
+    if backend != "slurm":
+        return submit.print_dry_run(["bash", submit.stage_script("train"), exp_path], "train")
+    job_env = dict(submit.job_environment(1), **submit.limits_environment(resources))
+    argv = submit.sbatch_argv("train", ledger.job_name(exp_id, "train", ledger.new_token()), exp_path, resources,
+                              None, job_env)
+    return submit.print_dry_run(argv, "train")
 
 
 def cmd_new(env):
@@ -179,7 +210,7 @@ def submit_new_stage(env, stage):
     if stage != "train":
         raise files.ProjectError("no experiment {}: run make train EXP={} first".format(exp_id, exp_id))
     if files.flag(env, "DRY_RUN"):
-        raise files.ProjectError("DRY_RUN needs an existing experiment: make new EXP={} first".format(exp_id))
+        return dry_run_new(exp_id, env, settings)
     create_experiment(exp_id, env, settings)
     try:
         return submit_existing(exp_id, exp_path, stage, env, settings)
