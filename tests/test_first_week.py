@@ -4,6 +4,7 @@ test_slurm_cluster.py."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -121,3 +122,15 @@ def test_dry_run_on_a_new_id_shows_what_would_be_created_and_submitted_and_creat
     refused = make(project, "train", "EXP=new", "DRY_RUN=1", "SET=optimizer.lrr=0.5", env=LOCAL, check=False)
     assert refused.returncode != 0 and "unknown config key 'optimizer.lrr'" in refused.stderr
     assert not (project / "experiments" / "new").exists()
+
+
+# ----------------------------------------------------------------- $ in make values
+
+def test_a_dollar_in_a_make_value_is_kept_as_typed(bake):
+    project = bake()
+    make(project, "new", "EXP=cost", "DESC=costs $5 total, $(HOME) and $$", "SET_NEW=1", "SET=note='a$bc'")
+    recorded = metadata(project, "cost")
+    assert recorded["description"] == "costs $5 total, $(HOME) and $$"
+    assert json.loads((project / "experiments" / "cost" / "config.json").read_text())["note"] == "a$bc"
+    listed = make(project, "list", "COLUMNS=200").stdout
+    assert "costs $5 total, $(HOME) and $$" in listed
