@@ -134,3 +134,18 @@ def test_a_dollar_in_a_make_value_is_kept_as_typed(bake):
     assert json.loads((project / "experiments" / "cost" / "config.json").read_text())["note"] == "a$bc"
     listed = make(project, "list", "COLUMNS=200").stdout
     assert "costs $5 total, $(HOME) and $$" in listed
+
+
+# ----------------------------------------------------------------- which values an experiment keeps
+
+def test_values_given_when_an_experiment_is_created_are_kept_later_ones_apply_to_one_call(bake):
+    project = bake(partition="cs")
+    out = make(project, "new", "EXP=k", "PARTITION=cs", "GPUS=0").stdout
+    assert out.splitlines()[1] == ("  it keeps GPUS=0 PARTITION=cs for all its jobs (experiments/k/settings.env); "
+                                   "values given to later calls apply to that call only")
+    slurm = {"BACKEND": "slurm"}
+    once = make(project, "train", "EXP=k", "DRY_RUN=1", "TIME=00:05:00", env=slurm).stdout
+    assert "--time=00:05:00" in once and "--gres" not in once
+    again = make(project, "train", "EXP=k", "DRY_RUN=1", env=slurm).stdout
+    assert "--time=01:00:00" in again and "--partition=cs" in again
+    assert (project / "experiments" / "k" / "settings.env").read_text().count("=") == 2

@@ -63,6 +63,10 @@ def create_experiment(exp_id, env, settings):
     config, text, metadata, own_resources = planned_experiment(env)
     submit.write_experiment(exp_id, config, text, settings, own_resources, metadata)
     print("[OK] created " + creation_line(exp_id, metadata))
+    if own_resources:
+        print("  it keeps {} for all its jobs (experiments/{}/settings.env); values given to later calls "
+              "apply to that call only".format(" ".join("{}={}".format(key, shlex.quote(value)) for key, value
+                                                       in sorted(own_resources.items())), exp_id))
 
 
 def dry_run_new(exp_id, env, settings):
