@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
+import venv
 
 import pytest
 from conftest import REPO, make, metadata, wait_for
-from test_local_backend import LOCAL, read_csv, wait_state
+from test_local_backend import LOCAL, error_line, read_csv, wait_state
 
 from expflow.runtime import module
 
@@ -149,3 +151,57 @@ def test_values_given_when_an_experiment_is_created_are_kept_later_ones_apply_to
     again = make(project, "train", "EXP=k", "DRY_RUN=1", env=slurm).stdout
     assert "--time=01:00:00" in again and "--partition=cs" in again
     assert (project / "experiments" / "k" / "settings.env").read_text().count("=") == 2
+
+
+# ----------------------------------------------------------------- make check: the job's environment
+
+def set_settings(project, **values) -> None:
+    path = project / "settings.env"
+    text = path.read_text()
+    for key, value in values.items():
+        text, count = re.subn(rf"^{key}='.*'$", f"{key}='{value}'", text, flags=re.M)
+        assert count == 1, key
+    path.write_text(text)
+
+
+def fake_conda(base, *envs) -> None:
+    (base / "etc" / "profile.d").mkdir(parents=True)
+    (base / "etc" / "profile.d" / "conda.sh").write_text("conda() { :; }\n")
+    for name in envs:
+        (base / "envs" / name / "conda-meta").mkdir(parents=True)
+
+
+def test_make_check_says_which_part_of_the_jobs_environment_would_not_set_up(bake, tmp_path):
+    project = bake()
+    out = make(project, "check", env=LOCAL).stdout
+    assert out.splitlines()[0] == "[OK] the job's environment sets up (none named in settings.env)"
+    fake_conda(tmp_path / "conda", "other")
+    set_settings(project, ENV_VENV=tmp_path / "nope", ENV_CONDA="myenv", ENV_CONDA_BASE=tmp_path / "conda",
+                 ENV_CONTAINER=tmp_path / "missing.sif")
+    refused = make(project, "check", env=LOCAL, check=False)
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert error_line(refused) == (
+        f"error: the job's environment would not set up: ENV_CONDA='myenv': no conda environment at "
+        f"{tmp_path}/conda/envs/myenv; ENV_VENV='{tmp_path}/nope' is not a virtualenv (no bin/activate); "
+        f"ENV_CONTAINER='{tmp_path}/missing.sif' is not a readable file")
+
+
+def test_make_check_accepts_a_jobs_environment_that_is_there(bake, tmp_path):
+    project = bake()
+    venv.create(tmp_path / "venv", with_pip=False)
+    fake_conda(tmp_path / "conda", "myenv")
+    (tmp_path / "image.sif").write_bytes(b"\0")
+    set_settings(project, ENV_VENV=tmp_path / "venv", ENV_CONDA="myenv", ENV_CONDA_BASE=tmp_path / "conda",
+                 ENV_CONTAINER=tmp_path / "image.sif")
+    out = make(project, "check", env=LOCAL).stdout
+    assert out.splitlines()[0] == "[OK] the job's environment sets up (ENV_CONDA, ENV_VENV, ENV_CONTAINER)"
+
+
+@pytest.mark.skipif(bool(shutil.which("modulecmd") or os.path.exists("/etc/profile.d/lmod.sh")),
+                    reason="this machine has environment modules: the missing-command case cannot happen")
+def test_make_check_says_when_there_is_no_module_command_for_env_modules(bake):
+    project = bake()
+    set_settings(project, ENV_MODULES="python/3.11 cuda/12.1")
+    refused = make(project, "check", env=LOCAL, check=False)
+    assert error_line(refused) == ("error: the job's environment would not set up: ENV_MODULES is set but there is "
+                                   "no `module` command here (Lmod or Environment Modules)")
