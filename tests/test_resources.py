@@ -313,7 +313,8 @@ def test_make_check_tests_the_command_line_make_train_would_submit(bake, recorde
                    backend="slurm")
     make(project, "new", "EXP=x", "GPUS=2", "TIME=02:00:00", env=path_env(recorded_bin))
     out = make(project, "check", "EXP=x", "MEM=8G", env=path_env(recorded_bin)).stdout
-    assert out == ("[OK] SLURM accepts experiment x (l40s_public, 2x l40s, 02:00:00, account torch_pr_68_general): "
+    assert out == ("[OK] the job's environment sets up (none named in settings.env)\n"
+                   "[OK] SLURM accepts experiment x (l40s_public, 2x l40s, 02:00:00, account torch_pr_68_general): "
                    "it would start at 2026-11-28T17:58:03 on gh001; nothing was submitted\n")
     checked = log.read_text().splitlines()
     dry_run = make(project, "train", "EXP=x", "MEM=8G", "DRY_RUN=1", env=path_env(recorded_bin)).stdout
@@ -328,15 +329,17 @@ def test_make_check_reports_slurms_reason(bake, recorded_bin, tmp_path):
     logging_sbatch(recorded_bin, tmp_path / "sbatch.log", refuse="--gres=gpu:h200:1")
     project = bake(partition="l40s_public", gpu_type="l40s", gpus="1", backend="slurm")
     result = make(project, "check", "GPU_TYPE=h200", env=path_env(recorded_bin), check=False)
-    assert result.returncode != 0 and result.stdout == ""
+    assert result.returncode != 0 and result.stdout == "[OK] the job's environment sets up (none named in settings.env)\n"
     assert result.stderr.splitlines()[0] == (
         "error: SLURM would refuse the project's settings (l40s_public, 1x h200, 01:00:00, your default account): "
-        "Requested node configuration is not available")
+        "Requested node configuration is not available: partition l40s_public has no h200 GPUs (it has l40s) "
+        "(GPU_TYPE='h200' from the command line, PARTITION='l40s_public' from settings.env)")
 
 
 def test_make_check_on_the_local_backend_has_nothing_to_ask(bake):
     out = make(bake(), "check", env={"BACKEND": "local"}).stdout
-    assert out == "[OK] nothing to check for the project's settings: jobs run on this machine (BACKEND=local)\n"
+    assert out == ("[OK] the job's environment sets up (none named in settings.env)\n"
+                   "[OK] nothing to check for the project's settings: jobs run on this machine (BACKEND=local)\n")
 
 
 # ----------------------------------------------------------------- why SLURM refused a job
