@@ -329,7 +329,8 @@ def test_make_check_reports_slurms_reason(bake, recorded_bin, tmp_path):
     logging_sbatch(recorded_bin, tmp_path / "sbatch.log", refuse="--gres=gpu:h200:1")
     project = bake(partition="l40s_public", gpu_type="l40s", gpus="1", backend="slurm")
     result = make(project, "check", "GPU_TYPE=h200", env=path_env(recorded_bin), check=False)
-    assert result.returncode != 0 and result.stdout == "[OK] the job's environment sets up (none named in settings.env)\n"
+    assert result.returncode != 0
+    assert result.stdout == "[OK] the job's environment sets up (none named in settings.env)\n"
     assert result.stderr.splitlines()[0] == (
         "error: SLURM would refuse the project's settings (l40s_public, 1x h200, 01:00:00, your default account): "
         "Requested node configuration is not available: partition l40s_public has no h200 GPUs (it has l40s) "
