@@ -111,8 +111,8 @@ def test_info_json_shape(monkeypatch, torch_facts, fake_sbatch, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["default_partition"] == "cs" and info["partitions"][3]["gpu_types"] == ["h200"]
     assert set(info) == {"user", "home", "scratch", "cluster", "slurm", "accounting", "accounts", "default_account",
-                         "default_partition", "partitions", "max_array_size", "conda_base", "sources", "warnings",
-                         "access"}
+                         "default_partition", "partitions", "max_array_size", "conda_base", "mail_domain", "sources",
+                         "warnings", "access"}
     access = info["access"]
     assert (access["user"], access["source"]) == ("alice", "sbatch --test-only")
     assert [entry["account"] for entry in access["accounts"]] == ["torch_pr_68_tandon_advanced", "torch_pr_68_general"]

@@ -159,6 +159,17 @@ def test_eval_after_a_training_that_fails_is_ended_by_slurm_and_then_refused(pro
     assert error_line(result) == f"error: train job {train_id} of doomed ended FAILED (exit 3): eval not submitted"
     assert len(metadata(project, "doomed")["jobs"]) == 2  # nothing submitted, nothing written down
 
+def test_mail_without_an_address_is_said_and_mail_user_goes_to_sbatch(project):
+    quiet = alice_make(project, "train", "EXP=m1", "PARTITION=cs", "GPUS=0", "MAIL_TYPE=END")
+    assert "WARNING: MAIL_TYPE=END without MAIL_USER: SLURM mails your account on the cluster" in quiet.stderr
+    told = alice_make(project, "train", "EXP=m2", "PARTITION=cs", "GPUS=0", "MAIL_TYPE=END,FAIL",
+                      "MAIL_USER=alice@example.edu")
+    assert "WARNING" not in told.stderr
+    sbatch = metadata(project, "m2")["jobs"][0]["sbatch"]
+    assert "--mail-type=END,FAIL" in sbatch and "--mail-user=alice@example.edu" in sbatch
+    job = run(["scontrol", "show", "job", metadata(project, "m2")["jobs"][0]["job_id"]], cwd=REPO, check=False).stdout
+    assert "MailUser=alice@example.edu" in job or not job  # scontrol forgets a job soon after it ends
+
 def test_cancel_a_running_job(project):
     alice_make(project, "new", "EXP=long")
     set_config(project, "long", seconds_per_epoch=60)

@@ -190,6 +190,8 @@ def report_submission(exp_id, job, why, after, change):
     if job["git"].get("dirty"):
         print("WARNING: submitted from a dirty git tree; the diff is saved in experiments/{}/{}".format(
             exp_id, job["git"].get("patch", "(no commit yet)")), file=sys.stderr)
+    if job["backend"] == "slurm" and submit.mail_warning(job["resources"]):
+        files.warn(submit.mail_warning(job["resources"]))
     if change:
         print("WARNING: {} job {} of {} runs on {}, {} ran on {}: results may differ across GPU types".format(
             job["stage"], job["job_id"], exp_id, change["to"], change["reference"], change["from"]), file=sys.stderr)

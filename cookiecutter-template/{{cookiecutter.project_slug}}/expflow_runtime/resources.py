@@ -94,6 +94,8 @@ def cmd_check(env):
     if not outcome["ok"]:
         raise files.ProjectError("SLURM would refuse {} ({}): {}".format(what, described, advice.explain_refusal_of(
             outcome["reason"], resources, exp_path, env)))
+    if submit.mail_warning(resources):
+        files.warn(submit.mail_warning(resources))
     print("[OK] SLURM accepts {} ({}): it would start at {} on {}; nothing was submitted".format(
         what, described, outcome["start"] or "a time it did not say", outcome["nodes"] or "a node it did not say"))
     return 0

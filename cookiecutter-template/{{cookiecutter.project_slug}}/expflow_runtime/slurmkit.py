@@ -479,6 +479,8 @@ RESOURCES = (
     Resource("QOS", "--qos", "a QOS name", r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
     Resource("CONSTRAINT", "--constraint", "a node feature expression such as a100&ib", r"^[A-Za-z0-9_.&|\[\]*,:-]+$"),
     Resource("MAIL_TYPE", "--mail-type", "mail types such as END,FAIL", r"^[A-Z_]+(,[A-Z_]+)*$"),
+    Resource("MAIL_USER", "--mail-user", "an e-mail address such as alice@example.edu",
+             r"^[A-Za-z0-9._%+-]+(@[A-Za-z0-9.-]+)?$"),
     # long jobs: --requeue and --signal=B:USR1@TIME_LIMIT_GRACE while MAX_RESTARTS > 0
     Resource("TIME_LIMIT_GRACE", "", "a number of seconds such as 300", r"^\d{1,5}$"),
     Resource("MAX_RESTARTS", "", "a whole number of restarts such as 10 (0: none)", r"^\d{1,4}$"),

@@ -118,6 +118,14 @@ def resolve_backend(settings, env):
     return values.backend(settings, env)
 
 
+def mail_warning(resources):
+    """Mail asked for with no address to send it to: said, not guessed."""
+    if resources.get("mail_type") and not resources.get("mail_user"):
+        return ("MAIL_TYPE={} without MAIL_USER: SLURM mails your account on the cluster, which may be read "
+                "nowhere; set MAIL_USER in settings.env".format(resources["mail_type"]))
+    return ""
+
+
 def describe(resources, backend):
     return "local" if backend == "local" else slurmkit.describe_request(resources)
 
