@@ -205,3 +205,41 @@ def test_make_check_says_when_there_is_no_module_command_for_env_modules(bake):
     refused = make(project, "check", env=LOCAL, check=False)
     assert error_line(refused) == ("error: the job's environment would not set up: ENV_MODULES is set but there is "
                                    "no `module` command here (Lmod or Environment Modules)")
+
+
+# ----------------------------------------------------------------- disk: make du, make prune-logs
+
+def test_make_du_shows_logs_records_and_checkpoints_per_experiment(bake, tmp_path):
+    project = bake(scratch_root=str(tmp_path / "scratch"))
+    make(project, "train", "EXP=001", env=LOCAL)
+    wait_state(project, "001", "train", {"COMPLETED"})
+    (project / "experiments" / "001" / "checkpoints" / "big.pt").write_bytes(b"\0" * 3 * 1024 * 1024)
+    (project / "experiments" / "001" / "logs" / "extra.out").write_bytes(b"x" * 2048)
+    out = make(project, "du").stdout.splitlines()
+    assert out[0].split() == ["EXP", "LOGS", "RUNS", "CHECKPOINTS", "OTHER", "TOTAL", "CHECKPOINTS_ON"]
+    row = out[1].split()
+    assert row[0] == "001" and row[3] == "3.0M" and row[6] == "scratch"
+    assert row[1].endswith("K") and float(row[1][:-1]) >= 2.0
+    assert out[2].split()[0] == "total"
+
+
+def test_prune_logs_moves_the_logs_of_finished_experiments_and_deletes_nothing(bake, tmp_path):
+    project = bake()
+    make(project, "train", "EXP=old", env=LOCAL)
+    wait_state(project, "old", "train", {"COMPLETED"})
+    refused = make(project, "prune-logs", check=False)
+    assert error_line(refused).startswith("error: DEST= names where the logs go")
+    logs = sorted(p.name for p in (project / "experiments" / "old" / "logs").iterdir())
+    dest = tmp_path / "project-space"
+    young = make(project, "prune-logs", f"DEST={dest}", env=LOCAL).stdout  # finished, but not 30 days ago
+    assert young.splitlines()[-1].startswith("[OK] 0 files") and not dest.exists()
+    dry = make(project, "prune-logs", f"DEST={dest}", "DAYS=0", "DRY_RUN=1", env=LOCAL).stdout
+    assert dry.splitlines()[-1].startswith("DRY_RUN: 2 files") and not dest.exists()
+    out = make(project, "prune-logs", f"DEST={dest}", "DAYS=0", env=LOCAL).stdout
+    assert out.splitlines()[-1] == f"[OK] 2 files of experiments finished 0 days ago or more moved to {dest}"
+    moved = dest / project.name / "old"
+    assert sorted(p.name for p in (moved / "logs").iterdir()) == logs
+    assert len(list((moved / "runs").glob("train-*.packages.txt"))) == 1
+    assert (project / "experiments" / "old" / "logs" / "MOVED.txt").is_file()
+    assert error_line(make(project, "logs", "EXP=old", check=False)) == (
+        f"error: make prune-logs moved this experiment's logs and package lists to {moved}")

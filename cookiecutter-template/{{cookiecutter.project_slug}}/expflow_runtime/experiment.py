@@ -373,6 +373,9 @@ def cmd_logs(env):
     path, job = log_path(env)
     lines = line_count(env)
     if not os.path.exists(path):
+        moved = os.path.join(os.path.dirname(path), "MOVED.txt")  # written by make prune-logs
+        if os.path.exists(moved):
+            raise files.ProjectError(values.read_text_file(moved, "logs").strip())
         print("{} job {} has not written its log yet ({})".format(job["stage"], job["job_id"], path))
         return 0
     with open(path, errors="replace") as handle:

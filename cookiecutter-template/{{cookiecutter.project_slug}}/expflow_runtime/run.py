@@ -38,6 +38,8 @@ COMMANDS = {
     "compare": ("compare", "cmd_compare"),
     "report": ("report", "cmd_report"),
     "plot": ("report", "cmd_plot"),
+    "du": ("disk", "cmd_du"),
+    "prune-logs": ("disk", "cmd_prune_logs"),
 }
 # job-side steps: command -> (module, function); these take (arguments, environment)
 JOB_STEPS = {

@@ -236,6 +236,8 @@ RULES = {
     "FILTER": lambda name, value: filter_items(value),
     "SORT": lambda name, value: sort_keys(value),
     "COLUMNS": lambda name, value: column_list(value),
+    "DEST": text,
+    "DAYS": lambda name, value: whole_number(name, value, minimum=0),
 }
 RULES.update((key, resource) for key in slurmkit.RESOURCE_KEYS)
 SUBMITS = ("train", "eval", "resume", "sweep", "sweep-retry")
@@ -262,6 +264,8 @@ READS = {
     "resources": ("EXP",) + RESOURCES,
     "check": ("EXP",) + RESOURCES,
     "compare": (),
+    "du": ("EXP",),
+    "prune-logs": ("EXP", "DEST", "DAYS"),
 }
 
 
