@@ -14,6 +14,7 @@ import venv
 import pytest
 from conftest import REPO, make, metadata, wait_for
 from test_local_backend import LOCAL, error_line, read_csv, wait_state
+from test_reliability_files import fake_run
 
 from expflow.runtime import module
 
@@ -243,3 +244,43 @@ def test_prune_logs_moves_the_logs_of_finished_experiments_and_deletes_nothing(b
     assert (project / "experiments" / "old" / "logs" / "MOVED.txt").is_file()
     assert error_line(make(project, "logs", "EXP=old", check=False)) == (
         f"error: make prune-logs moved this experiment's logs and package lists to {moved}")
+
+
+# ----------------------------------------------------------------- make compare across environments
+
+comparison = module("comparison")
+
+
+def with_packages(project, exp, lines) -> None:
+    exp_dir = fake_run(project, exp)
+    (exp_dir / "runs" / "train-local-0001.packages.txt").write_text("\n".join(lines) + "\n")
+    record_path = exp_dir / "runs" / "train-local-0001.json"
+    record = json.loads(record_path.read_text())
+    record["packages"] = {"tool": "pip freeze", "file": "runs/train-local-0001.packages.txt"}
+    record_path.write_text(json.dumps(record))
+
+
+def test_package_lines_of_pip_and_conda_are_read_whole():
+    assert comparison.package_line("numpy==1.26.4") == ("numpy", "1.26.4")
+    assert comparison.package_line("-e git+https://example.org/me/mylib.git@0a1b2c#egg=mylib") == (
+        "mylib", "editable git+https://example.org/me/mylib.git@0a1b2c")
+    assert comparison.package_line("torch @ file:///wheels/torch-2.3.whl") == ("torch", "file:///wheels/torch-2.3.whl")
+    assert comparison.package_line("numpy=1.26.4=py311h64a7726_0") == ("numpy", "1.26.4")
+
+
+def test_compare_across_environments_shows_the_packages_that_differ_and_wraps(bake):
+    project = bake()
+    common = [f"pkg{i:03d}==1.0" for i in range(120)]
+    with_packages(project, "venv1", [*common, "numpy==1.26.4", "-e git+https://example.org/mylib.git@aaa#egg=mylib"])
+    with_packages(project, "venv2", [*common, "numpy==2.0.0", "-e git+https://example.org/mylib.git@bbb#egg=mylib"])
+    with_packages(project, "conda", ["numpy=2.0.0=py311_0", "python=3.11.9=h955ad1f_0"])
+    out = make(project, "compare", "A=venv1", "B=venv2", "C=conda", "COLUMNS=80").stdout
+    ran = out.split("== how they ran (what differs)\n")[1]
+    blocks = [block.splitlines() for block in ran.strip().split("\n\n")]
+    # 80 characters hold one experiment beside the keys here: three blocks, none left out
+    assert [block[0].split() for block in blocks] == [["key", "venv1"], ["key", "venv2"], ["key", "conda"]]
+    assert "more columns" not in out and all(len(line) <= 80 for block in blocks for line in block)
+    rows = {line[:21].strip(): line[21:].strip() for line in blocks[0][1:]}
+    assert rows == {"package mylib": "editable git+https://example.org/mylib.git@aaa", "package numpy": "1.26.4",
+                    "packages not in all": "121 (mylib, pkg000, pkg001, ...)"}
+    assert "packages not in all  1 (python)" in blocks[2]
