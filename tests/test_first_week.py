@@ -12,7 +12,7 @@ import shutil
 import venv
 
 import pytest
-from conftest import REPO, make, metadata, wait_for
+from conftest import REPO, make, metadata, status_rows, wait_for
 from test_local_backend import LOCAL, error_line, read_csv, wait_state
 from test_reliability_files import fake_run
 
@@ -284,3 +284,16 @@ def test_compare_across_environments_shows_the_packages_that_differ_and_wraps(ba
     assert rows == {"package mylib": "editable git+https://example.org/mylib.git@aaa", "package numpy": "1.26.4",
                     "packages not in all": "121 (mylib, pkg000, pkg001, ...)"}
     assert "packages not in all  1 (python)" in blocks[2]
+
+
+# ----------------------------------------------------------------- a sweep's results: swept parameters first
+
+def test_a_sweeps_results_show_the_swept_parameters_first(bake):
+    project = bake()
+    (project / "configs" / "small.yaml").write_text(
+        "set:\n  training.seconds_per_epoch: 0.01\ngrid:\n  optimizer.lr: [0.1, 0.2]\n  model.depth: [2, 3]\n")
+    make(project, "sweep", "SWEEP=configs/small.yaml", env=LOCAL)
+    wait_for(lambda: all(row["STATE"] == "COMPLETED" for row in status_rows(project, env=LOCAL).values()),
+             timeout=60, what="the sweep's 4 points")
+    out = make(project, "results", env={"COLUMNS": "70"}).stdout
+    assert out.splitlines()[0].startswith("| id | state | model.depth | optimizer.lr | ")

@@ -36,10 +36,20 @@ def cmd_status(env):
     return 0
 
 
+def swept_first(order, experiments):
+    """A sweep's swept parameters right after id and state, before the metrics:
+    what tells its rows apart must not hide behind "(22 more columns ...)"."""
+    swept = {key for exp in experiments for key in exp["metadata"].get("sweep_values") or {}}
+    first = [c for c in order if c in ("id", "state")]
+    first += sorted(c for c in order if c in swept)
+    return first + [c for c in order if c not in first]
+
+
 def cmd_results(env):
-    header, table, natives, rows = harvest.harvest(env)[:4]
+    found = harvest.harvest(env)
+    header, table, natives, rows = found[:4]
     harvest.write_results(header, table, natives)
-    order = harvest.terminal_order(header, rows)
+    order = swept_first(harvest.terminal_order(header, rows), found.experiments)
     positions = [header.index(column) for column in order]
     shown = [[row[i] for i in positions] for row in table]
     sys.stdout.write(tables.fitted_markdown(order, shown, tables.terminal_width(env)))
