@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from expflow import __version__
+from expflow import __version__, gitrepo, runtime
 from expflow.advisor import Access, account_access, check_access, cluster_report, find_project, render
 from expflow.cluster import ClusterFacts
 from expflow.context import (
@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--no-input", action="store_true", help="take the detected defaults without asking")
     new.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a setting (repeatable), e.g. --set partition=h200_tandon")
-    new.add_argument("--no-detect", action="store_true", help="skip detection: offline defaults, local backend")
+    new.add_argument("--no-detect", action="store_true",
+                     help="skip detection: offline defaults (BACKEND=auto: SLURM where sbatch is on PATH, "
+                          "else this machine)")
     new.add_argument("--check-access", action="store_true",
                      help="ask SLURM (sbatch --test-only) whether it accepts the account, partition, GPUs and time")
 
@@ -122,10 +124,27 @@ def run_resources(args: argparse.Namespace) -> int:
 Ask = Callable[[str], str]
 
 
-def ask_choice(ask: Ask, question: str, default: str, choices: Sequence[str] = ()) -> str:
+def ask_choice(ask: Ask, question: str, default: str, choices: Sequence[str] = (), resource: str = "") -> str:
+    """Ask until the answer is empty (the default), one of choices when there are
+    some, and a valid value of the resource setting when one is named (gpus, time)."""
     hint = f" ({', '.join(choices)})" if choices else ""
-    answer = ask(f"{question}{hint} [{default}]: ").strip()
-    return answer or default
+    while True:
+        answer = ask(f"{question}{hint} [{default}]: ").strip() or default
+        problem = answer_problem(answer, default, choices, resource)
+        if not problem:
+            return answer
+        print(f"  {problem}; try again (Ctrl-C stops, nothing written)", file=sys.stderr)
+
+
+def answer_problem(answer: str, default: str, choices: Sequence[str], resource: str) -> str:
+    if choices and answer not in choices and answer != default:
+        return f"{answer!r} is not one of {', '.join(choices)}"
+    if resource:
+        try:
+            runtime.module("slurmkit").check_option(resource, answer)
+        except ValueError as exc:
+            return str(exc)
+    return ""
 
 
 def prompt_overrides(facts: ClusterFacts | None, context: dict[str, str], ask: Ask) -> dict[str, str]:
@@ -139,10 +158,11 @@ def prompt_overrides(facts: ClusterFacts | None, context: dict[str, str], ask: A
     if found is None or found.gpus_per_node:
         types = found.gpu_types if found else ()
         answers["gpu_type"] = ask_choice(ask, "GPU type", context.get("gpu_type", ""), types)
-        answers["gpus"] = ask_choice(ask, "GPUs per job", context.get("gpus", "0"))
+        answers["gpus"] = ask_choice(ask, "GPUs per job", context.get("gpus", "0"), resource="gpus")
     accounts = facts.accounts if facts else ()
     answers["account"] = ask_choice(ask, "Account", context.get("account", ""), accounts)
-    answers["time"] = ask_choice(ask, "Time limit per job", context.get("time") or template_defaults()["time"])
+    answers["time"] = ask_choice(ask, "Time limit per job", context.get("time") or template_defaults()["time"],
+                                 resource="time")
     answers.update(prompt_environment(ask))
     return {key: value for key, value in answers.items() if value != context.get(key, "")}
 
@@ -160,8 +180,6 @@ ENVIRONMENT_QUESTIONS = {
 def prompt_environment(ask: Ask) -> dict[str, str]:
     kinds = ["none", *ENVIRONMENT_QUESTIONS]
     kind = ask_choice(ask, "How do jobs get their Python", "none", kinds)
-    if kind not in kinds:
-        raise UsageError(f"unknown environment kind {kind!r}; choose one of {', '.join(kinds)}")
     return {key: ask_choice(ask, question, "") for key, question in ENVIRONMENT_QUESTIONS.get(kind, [])}
 
 
@@ -188,8 +206,21 @@ def run_scaffold(args: argparse.Namespace, ask: Ask) -> int:
         account_access(facts, project, refresh=True)  # the project's cache: make resources shows it
     where = context.get("partition") or "default partition"
     print(f"[OK] created {project} (cluster {context.get('cluster', 'local')}, {where})")
+    report_git(Path(project), ask, args.no_input)
     print(f"Next: cd {project} && make train EXP=001")
     return 0
+
+
+def report_git(project: Path, ask: Ask, no_input: bool) -> None:
+    """Offer git init where the project is in no repository; say what its place means otherwise."""
+    outside = gitrepo.enclosing_repository(project) is None
+    if outside and not no_input and ask_choice(
+            ask, "Make the project a git repository (each run then records its commit)", "y", ("y", "n")) == "y":
+        print(gitrepo.init_repository(project))
+        return
+    note = gitrepo.location_note(project)
+    if note:
+        print(note, file=sys.stderr)
 
 
 def run_update(args: argparse.Namespace) -> int:

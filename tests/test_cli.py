@@ -75,7 +75,8 @@ def test_scaffold_refuses_an_existing_directory(tmp_path, capsys):
 def test_scaffold_asks_with_detected_defaults(tmp_path, monkeypatch, torch_facts, capsys):
     monkeypatch.setattr("expflow.cli.detect", lambda: torch_facts)
     questions = []
-    answers = iter(["l40s_public", "", "2", "torch_pr_68_tandon_advanced", "", "modules", "cuda/12.1 python/3.11"])
+    answers = iter(["l40s_public", "", "2", "torch_pr_68_tandon_advanced", "", "modules", "cuda/12.1 python/3.11",
+                    "n"])
 
     def ask(question):
         questions.append(question)

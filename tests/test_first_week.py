@@ -9,13 +9,16 @@ import math
 import os
 import re
 import shutil
+import subprocess
 import venv
 
 import pytest
 from conftest import REPO, make, metadata, status_rows, wait_for
 from test_local_backend import LOCAL, error_line, read_csv, wait_state
+from test_cli import torch_facts  # noqa: F401 (a fixture)
 from test_reliability_files import fake_run
 
+from expflow.cli import main
 from expflow.runtime import module
 
 state = module("state")
@@ -297,3 +300,70 @@ def test_a_sweeps_results_show_the_swept_parameters_first(bake):
              timeout=60, what="the sweep's 4 points")
     out = make(project, "results", env={"COLUMNS": "70"}).stdout
     assert out.splitlines()[0].startswith("| id | state | model.depth | optimizer.lr | ")
+
+
+# ----------------------------------------------------------------- scaffold: git, prompts, --no-detect
+
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.edu", "GIT_COMMITTER_NAME": "Ada",
+                "GIT_COMMITTER_EMAIL": "ada@example.edu"}
+
+
+def scripted(answers, questions):
+    feed = iter(answers)
+
+    def ask(question):
+        questions.append(question)
+        return next(feed)
+    return ask
+
+
+def test_scaffold_offers_git_init_and_the_project_records_its_own_commit(tmp_path, monkeypatch, capsys):
+    for key, value in GIT_IDENTITY.items():
+        monkeypatch.setenv(key, value)
+    questions = []
+    answers = [""] * 6 + ["y"]  # the defaults, then: yes, a git repository
+    assert main(["scaffold", "p", "-o", str(tmp_path), "--no-detect"], ask=scripted(answers, questions)) == 0
+    assert questions[-1] == "Make the project a git repository (each run then records its commit) (y, n) [y]: "
+    assert "[OK] git repository created in" in capsys.readouterr().out
+    log = subprocess.run(["git", "-C", str(tmp_path / "p"), "log", "--format=%s"], capture_output=True, text=True)
+    assert log.stdout == "expflow scaffold\n"
+
+
+def test_scaffold_without_input_says_what_no_git_costs(tmp_path, capsys):
+    assert main(["scaffold", "p", "-o", str(tmp_path), "--no-input", "--no-detect"]) == 0
+    err = capsys.readouterr().err
+    assert f"NOTE: {tmp_path / 'p'} is not under git: runs record no commit and no diff of your code." in err
+    assert not (tmp_path / "p" / ".git").exists()
+
+
+def test_scaffold_inside_another_repository_warns(tmp_path, capsys):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert main(["scaffold", "p", "-o", str(tmp_path), "--no-detect"], ask=scripted([""] * 6, [])) == 0
+    err = capsys.readouterr().err
+    assert f"WARNING: {tmp_path / 'p'} is inside the git repository {tmp_path}: every run records that " \
+           "repository's commit and diff" in err
+
+
+def test_scaffold_prompts_ask_again_after_an_invalid_answer(tmp_path, monkeypatch, torch_facts, capsys):
+    monkeypatch.setattr("expflow.cli.detect", lambda: torch_facts)
+    questions = []
+    answers = ["nosuch", "l40s_public", "h200", "l40s", "two", "2", "nobody", "", "4 hours", "04:00:00",
+               "docker", "none", "n"]
+    assert main(["scaffold", "p", "-o", str(tmp_path)], ask=scripted(answers, questions)) == 0
+    err = capsys.readouterr().err
+    assert "  'nosuch' is not one of cs, rtx8000, l40s_public, h200_tandon; try again" in err
+    assert "  'h200' is not one of l40s; try again" in err
+    assert "  GPUS='two' is not a whole number of GPUs per node, such as 1; try again" in err
+    assert "  TIME='4 hours' is not a SLURM time such as 04:00:00 or 1-00:00:00; try again" in err
+    assert "  'docker' is not one of none, modules, conda, venv, apptainer; try again" in err
+    assert len(questions) == len(answers)
+    settings = (tmp_path / "p" / "settings.env").read_text().splitlines()
+    assert {"PARTITION='l40s_public'", "GPUS='2'", "TIME='04:00:00'"} <= set(settings)
+
+
+def test_no_detect_help_says_what_it_writes(capsys):
+    with pytest.raises(SystemExit):
+        main(["scaffold", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--no-detect skip detection: offline defaults (BACKEND=auto: SLURM where sbatch is on PATH, else " \
+           "this machine)" in help_text
