@@ -14,8 +14,8 @@ import venv
 
 import pytest
 from conftest import REPO, make, metadata, status_rows, wait_for
-from test_local_backend import LOCAL, error_line, read_csv, wait_state
 from test_cli import torch_facts  # noqa: F401 (a fixture)
+from test_local_backend import LOCAL, error_line, read_csv, wait_state
 from test_reliability_files import fake_run
 
 from expflow.cli import main
