@@ -14,7 +14,7 @@ import venv
 
 import pytest
 from conftest import REPO, make, metadata, status_rows, wait_for
-from test_cli import torch_facts  # noqa: F401 (a fixture)
+import test_cli
 from test_local_backend import LOCAL, error_line, read_csv, wait_state
 from test_reliability_files import fake_run
 
@@ -22,6 +22,7 @@ from expflow.cli import main
 from expflow.runtime import module
 
 state = module("state")
+torch_facts = test_cli.torch_facts  # a fixture
 
 
 def dependent(state_now, **entry):
