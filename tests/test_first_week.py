@@ -13,8 +13,8 @@ import subprocess
 import venv
 
 import pytest
-from conftest import REPO, make, metadata, status_rows, wait_for
 import test_cli
+from conftest import REPO, make, metadata, status_rows, wait_for
 from test_local_backend import LOCAL, error_line, read_csv, wait_state
 from test_reliability_files import fake_run
 
