@@ -368,3 +368,69 @@ def test_no_detect_help_says_what_it_writes(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--no-detect skip detection: offline defaults (BACKEND=auto: SLURM where sbatch is on PATH, else " \
            "this machine)" in help_text
+
+
+# ----------------------------------------------------------------- the small things (Low)
+
+def test_the_usual_slips_get_one_line_that_says_what_to_do(bake):
+    project = bake()
+    assert error_line(make(project, "sweep", check=False)) == (
+        "error: name a sweep file: make sweep SWEEP=configs/sweep-example.yaml")
+    assert error_line(make(project, "list", "STATE=BOGUS", check=False)).startswith(
+        "error: STATE='BOGUS': no state BOGUS (states: BOOT_FAIL, CANCELLED, COMPLETED,")
+    assert error_line(make(project, "status", "EXP=nope", check=False)) == (
+        "error: no experiment nope (make list shows them)")
+    typo = make(project, "trian", check=False)
+    assert typo.returncode != 0 and typo.stderr.endswith(
+        "*** no target 'trian' here: make help lists the targets.  Stop.\n")
+    hostile = make(project, "x;touch pwned", check=False)
+    assert hostile.returncode != 0 and not (project / "pwned").exists()
+
+
+@pytest.mark.parametrize(("assignment", "hint"), [
+    ("lr=0.1", "did you mean optimizer.lr?"),  # the same name elsewhere
+    ("optimizer.lrr=0.1", "did you mean optimizer.lr?"),  # the last name misspelt
+    ("optimiser.lr=0.1", "did you mean optimizer.lr?"),  # a section misspelt
+    ("model.dept=3", "did you mean model.depth or model.width?"),  # every near key, closest first
+    ("model.with=3", "did you mean model.width or model.depth?"),
+    ("training.epoch=3", "did you mean training.epochs?"),
+])
+def test_a_set_typo_names_every_near_key(bake, assignment, hint):
+    result = make(bake(), "new", "EXP=t", f"SET={assignment}", check=False)
+    assert error_line(result).endswith("(SET_NEW=1 adds it); " + hint)
+
+
+def test_one_experiment_is_one_experiment_and_status_filters_by_exp(bake):
+    project = bake()
+    make(project, "new", "EXP=001")
+    make(project, "new", "EXP=002")
+    assert "[OK] 2 experiments -> results/results.csv" in make(project, "results").stdout
+    assert "[OK] 1 experiment -> results/results.csv" in make(project, "results", "FILTER=id=001").stdout
+    rows = status_rows(project, env={"EXP": "002"})
+    assert list(rows) == [("002", "")]
+
+
+def test_make_plot_draws_the_primary_metric_without_metric(bake):
+    project = bake()
+    make(project, "train", "EXP=001", env=LOCAL)
+    wait_state(project, "001", "train", {"COMPLETED"})
+    make(project, "plot")
+    assert (project / "results" / "plot-val_acc.png").stat().st_size > 1000
+
+
+def test_an_ended_job_shows_no_pending_reason():
+    """sacct keeps a cancelled job's last pending reason (Resources, Dependency): stale once it ended."""
+    slurmkit = module("slurmkit")
+    job = {"job_id": "5", "backend": "slurm", "resources": {}}
+    for job_state, shown in (("CANCELLED", ""), ("PENDING", "Resources")):
+        info = slurmkit.JobInfo(**{field: "" for field in slurmkit.JobInfo._fields})._replace(
+            job_id="5", state=job_state, reason="Resources", restarts=0, history=())
+        assert state.merged_job(job, {}, info)["reason"] == shown
+
+
+def test_a_multi_node_request_says_so():
+    slurmkit = module("slurmkit")
+    assert slurmkit.describe_request({"partition": "a100_multi", "nodes": "2", "gpu_type": "a100", "gpus": "4",
+                                      "time": "01:00:00"}) == "a100_multi, 2 nodes, 4x a100 per node, 01:00:00"
+    assert slurmkit.describe_request({"partition": "cs", "nodes": "1", "gpus": "0", "time": "01:00:00"}) == (
+        "cs, 01:00:00")

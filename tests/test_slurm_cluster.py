@@ -142,6 +142,13 @@ def test_exit_code_3_is_failed_in_status_and_results(project):
     assert (result["state"], result["exit_code"]) == ("FAILED", "3")
 
 
+def test_make_check_names_the_nodes_and_why_they_do_not_fit(project):
+    result = alice_make(project, "check", "NODES=2", check=False)
+    assert error_line(result) == (
+        "error: SLURM would refuse the project's settings (l40s_public, 2 nodes, 1x l40s per node, 01:00:00, "
+        "account torch_pr_68_general): Node count specification invalid: partition l40s_public has 1 node "
+        "(NODES='2' from the command line, PARTITION='l40s_public' from settings.env)")
+
 def test_eval_after_a_training_that_fails_is_ended_by_slurm_and_then_refused(project):
     """--kill-on-invalid-dep=yes: an eval waiting (afterok) on a training that then
     FAILED does not wait for ever; status says why; a new make eval is refused at once."""
@@ -361,7 +368,7 @@ def test_sweep_retry_resubmits_only_the_failed_point(project):
     states = wait_sweep(project, "flaky", 3, {"COMPLETED", "FAILED"})
     assert states == {"flaky-0001": "COMPLETED", "flaky-0002": "FAILED", "flaky-0003": "COMPLETED"}
     out = alice_make(project, "sweep-retry", "SWEEP=flaky").stdout
-    assert "retrying flaky-0002 (FAILED)" in out and "submitted 1 train tasks" in out
+    assert "retrying flaky-0002 (FAILED)" in out and "submitted 1 train task of sweep flaky" in out
     wait_sweep(project, "flaky", 3, {"COMPLETED"})
     jobs = metadata(project, "flaky-0002")["jobs"]
     assert [job["attempt"] for job in jobs] == [1, 2]

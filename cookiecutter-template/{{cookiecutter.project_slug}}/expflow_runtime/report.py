@@ -196,9 +196,9 @@ def cmd_report(env):
 # ----------------------------------------------------------------- PNG plots
 
 def cmd_plot(env):
-    metric = env.get("METRIC", "")
+    metric = harvest.primary_metric(env, files.read_settings(ROOT))[0]  # METRIC, else PRIMARY_METRIC
     if not metric:
-        raise files.ProjectError("name a metric: make plot METRIC=loss")
+        raise files.ProjectError("name a metric: make plot METRIC=loss (or set PRIMARY_METRIC in settings.env)")
     try:
         import matplotlib
         matplotlib.use("Agg")

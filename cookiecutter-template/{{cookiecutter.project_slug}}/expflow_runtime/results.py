@@ -19,6 +19,10 @@ def cmd_status(env):
     if env.get("SWEEP"):
         name = sweepspec.sweep_name(env["SWEEP"])  # a sweep, or its file (whose name: may differ)
         experiments = [exp for exp in experiments if exp["metadata"].get("sweep") == name]
+    if env.get("EXP"):
+        experiments = [exp for exp in experiments if exp["id"] == env["EXP"]]
+        if not experiments:
+            raise files.ProjectError("no experiment {} (make list shows them)".format(env["EXP"]))
     if not experiments:
         print("no experiments yet: make train EXP=001" if not env.get("SWEEP") else "no sweep " + env["SWEEP"])
         return 0
@@ -53,7 +57,8 @@ def cmd_results(env):
     positions = [header.index(column) for column in order]
     shown = [[row[i] for i in positions] for row in table]
     sys.stdout.write(tables.fitted_markdown(order, shown, tables.terminal_width(env)))
-    print("[OK] {} experiments -> results/results.csv, results/results.md, results/results.json".format(len(table)))
+    print("[OK] {} -> results/results.csv, results/results.md, results/results.json".format(
+        tables.count(len(table), "experiment")))
     return 0
 
 

@@ -521,11 +521,15 @@ def requeues(resources):
 
 
 def describe_request(resources):
-    """"l40s_public, 1x l40s, 01:00:00": the partition, GPUs and time of a request."""
+    """"l40s_public, 1x l40s, 01:00:00" (with "2 nodes" and "per node" for several):
+    the partition, nodes, GPUs and time of a request."""
     parts = [resources.get("partition") or "default partition"]
+    if int(resources.get("nodes") or 1) > 1:
+        parts.append("{} nodes".format(resources["nodes"]))
     gres = gpu_request(resources.get("gpu_type", ""), resources.get("gpus", ""))
     if gres:
-        parts.append("{}x {}".format(resources["gpus"], resources.get("gpu_type") or "gpu"))
+        parts.append("{}x {}{}".format(resources["gpus"], resources.get("gpu_type") or "gpu",
+                                       " per node" if int(resources.get("nodes") or 1) > 1 else ""))
     if resources.get("time"):
         parts.append(resources["time"])
     return ", ".join(parts)

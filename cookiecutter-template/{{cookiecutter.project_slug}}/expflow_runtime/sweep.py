@@ -15,7 +15,7 @@ import os
 import socket
 import uuid
 
-from . import configs, files, ledger, slurmkit, state, submit, sweepspec, values
+from . import configs, files, ledger, slurmkit, state, submit, sweepspec, tables, values
 
 ROOT = files.ROOT
 
@@ -131,7 +131,8 @@ def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None
         jobs = submit.submit_recorded(entries, launch, task_outcome)
         submitted.append((jobs[0]["array_job_id"], len(group)))
     for array_id, count in submitted:
-        print("[OK] submitted {} {} tasks of sweep {} as array {} ({})".format(count, stage, name, array_id, why))
+        print("[OK] submitted {} of sweep {} as array {} ({})".format(
+            tables.count(count, stage + " task"), name, array_id, why))
     return submitted
 
 
@@ -257,5 +258,5 @@ def cmd_cancel(env):
     arrays = {entry["array_job_id"] for entry in entries if entry.get("backend") == "slurm"}
     local = [entry for entry in entries if entry.get("backend") == "local"]
     submit.cancel_jobs([{"backend": "slurm", "job_id": array} for array in arrays] + local)
-    print("[OK] cancel requested for sweep {}: {} unfinished jobs".format(name, len(live)))
+    print("[OK] cancel requested for sweep {}: {}".format(name, tables.count(len(live), "unfinished job")))
     return 0

@@ -23,6 +23,11 @@ def format_value(value):
     return "" if value is None else str(value)
 
 
+def count(number, noun):
+    """"1 experiment", "2 experiments": a count with its noun."""
+    return "{} {}{}".format(number, noun, "" if number == 1 else "s")
+
+
 def cell_text(value):
     return "" if value is None else str(value)
 
