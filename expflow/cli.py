@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("dir", nargs="?", default=".", help="the project (default: .)")
     upd.add_argument("--dry-run", action="store_true", help="say what would change, per file; write nothing")
     upd.add_argument("--force", action="store_true", help="update a git project with uncommitted changes")
+
+    comp = commands.add_parser("completion", help="print a shell completion script: eval \"$(expflow completion bash)\"")
+    comp.add_argument("shell", choices=["bash"], help="the shell (bash)")
     return parser
 
 
@@ -223,6 +226,17 @@ def report_git(project: Path, ask: Ask, no_input: bool) -> None:
         print(note, file=sys.stderr)
 
 
+def completion_script(parser: argparse.ArgumentParser) -> str:
+    """expflow/completion.bash with the commands and their options of parser:
+    completion follows the CLI, with nothing to keep in step by hand."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    cases = [f"      {name}) words=\"{' '.join(o for a in sub._actions for o in a.option_strings)}\" ;;"
+             for name, sub in commands.items()]
+    script = (Path(__file__).parent / "completion.bash").read_text()
+    return script.replace("@EXPFLOW_COMMANDS@", " ".join([*commands, "--help", "--version"])).replace(
+        "@EXPFLOW_OPTIONS@", "\n".join(cases))
+
+
 def run_update(args: argparse.Namespace) -> int:
     from expflow.update import update_project  # here: `expflow --version` does not import it
 
@@ -240,6 +254,9 @@ def main(argv: Sequence[str] | None = None, ask: Ask = input) -> int:
             return run_resources(args)
         if args.command == "update":
             return run_update(args)
+        if args.command == "completion":
+            print(completion_script(build_parser()), end="")
+            return 0
         return run_scaffold(args, ask)
     except ExpflowError as exc:
         print(f"expflow: error: {exc}", file=sys.stderr)

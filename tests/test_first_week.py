@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import venv
 
 import pytest
@@ -434,3 +435,32 @@ def test_a_multi_node_request_says_so():
                                       "time": "01:00:00"}) == "a100_multi, 2 nodes, 4x a100 per node, 01:00:00"
     assert slurmkit.describe_request({"partition": "cs", "nodes": "1", "gpus": "0", "time": "01:00:00"}) == (
         "cs, 01:00:00")
+
+
+# ----------------------------------------------------------------- shell completion
+
+def complete(cwd, line):
+    """What bash offers for the command line `line` (cursor at its end), with
+    expflow's completion script loaded as users load it."""
+    script = subprocess.run([sys.executable, "-m", "expflow", "completion", "bash"], capture_output=True, text=True,
+                            check=True, cwd=REPO).stdout
+    words = line.replace("=", " = ").split() + ([""] if line.endswith((" ", "=")) else [])
+    driver = (script + '\nCOMP_LINE="$1"; COMP_POINT=${#COMP_LINE}; shift; COMP_WORDS=("$@"); '
+              'COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); '
+              '"$(complete -p "${COMP_WORDS[0]}" | sed "s/.*-F \\([^ ]*\\) .*/\\1/")" "${COMP_WORDS[0]}" '
+              '"${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD - 1]}"; printf "%s\\n" "${COMPREPLY[@]}"')
+    out = subprocess.run(["bash", "-c", driver, "complete", line, *words], capture_output=True, text=True,
+                         cwd=cwd, check=True).stdout
+    return sorted(word for word in out.splitlines() if word)
+
+
+def test_bash_completes_expflow_and_experiment_ids_in_make(bake):
+    assert complete(REPO, "expflow sc") == ["scaffold"]
+    assert complete(REPO, "expflow scaffold --no-") == ["--no-detect", "--no-input"]
+    project = bake()
+    make(project, "new", "EXP=001")
+    make(project, "new", "EXP=002")
+    make(project, "new", "EXP=big-lr")
+    assert complete(project, "make train EXP=0") == ["001", "002"]
+    assert complete(project, "make compare A=001 B=") == ["001", "002", "big-lr"]
+    assert complete(project, "make pru") == ["prune-logs"]

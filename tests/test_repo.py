@@ -113,6 +113,8 @@ def test_wheel_installs_in_a_fresh_venv_and_scaffolds_outside_the_checkout(tmp_p
     assert run(["make", "-s", "help"], cwd=project).stdout.startswith("Usage: make TARGET")
     version = run([str(python), "-m", "expflow", "--version"], cwd=outside).stdout.strip()
     assert version == f"expflow {__version__}"
+    assert "complete -F _expflow_complete expflow" in run(
+        [str(env_dir / "bin" / "expflow"), "completion", "bash"], cwd=outside).stdout
 
 
 def test_runtime_version_is_the_package_version():
