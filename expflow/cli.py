@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("--dry-run", action="store_true", help="say what would change, per file; write nothing")
     upd.add_argument("--force", action="store_true", help="update a git project with uncommitted changes")
 
-    comp = commands.add_parser("completion", help="print a shell completion script: eval \"$(expflow completion bash)\"")
+    comp = commands.add_parser("completion",
+                               help="print a shell completion script: eval \"$(expflow completion bash)\"")
     comp.add_argument("shell", choices=["bash"], help="the shell (bash)")
     return parser
 
