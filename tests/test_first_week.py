@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import venv
 
 import pytest
 import test_cli
-from conftest import REPO, make, metadata, status_rows, wait_for
+import test_slurm_cluster
+from conftest import REPO, make, metadata, run, status_rows, wait_for
 from test_local_backend import LOCAL, error_line, read_csv, wait_state
 from test_reliability_files import fake_run
 
@@ -23,7 +25,8 @@ from expflow.cli import main
 from expflow.runtime import module
 
 state = module("state")
-torch_facts = test_cli.torch_facts  # a fixture
+torch_facts = test_cli.torch_facts  # fixtures
+alice_dir = test_slurm_cluster.alice_dir
 
 
 def dependent(state_now, **entry):
@@ -464,3 +467,77 @@ def test_bash_completes_expflow_and_experiment_ids_in_make(bake):
     assert complete(project, "make train EXP=0") == ["001", "002"]
     assert complete(project, "make compare A=001 B=") == ["001", "002", "big-lr"]
     assert complete(project, "make pru") == ["prune-logs"]
+
+
+# ----------------------------------------------------------------- getting-started.md, walked through
+
+def walkthrough_steps(text):
+    """[(command, expected to fail)] of docs/getting-started.md in order: the
+    lines after `$ ` (an `error:` in their output: meant to fail), and every
+    line of a block without them, comments aside; ```bash blocks are file text."""
+    steps = []
+    for language, block in re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M):
+        lines = block.splitlines()
+        if language:
+            continue
+        if not any(line.startswith("$ ") for line in lines):
+            steps += [(line, False) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+            continue
+        for index, line in enumerate(lines):
+            if line.startswith("$ "):
+                output = []
+                for later in lines[index + 1:]:
+                    if later.startswith("$ "):
+                        break
+                    output.append(later)
+                steps.append((line[2:], any(out.startswith("error:") for out in output)))
+    return steps
+
+
+def walkthrough_script(steps):
+    """One bash session (cd and . carry over) that runs each step and stops at
+    the first that does not end as the doc says."""
+    lines = []
+    for number, (command, failing) in enumerate(steps, 1):
+        wrong = "status == 0" if failing else "status != 0"
+        lines += [f"echo {shlex.quote(f'+++ step {number}: {command}')}", command + " </dev/null", "status=$?",
+                  f"if (({wrong})); then echo '+++ step {number} ended otherwise than the doc says:' $status; exit 1; fi"]
+    return "\n".join(lines) + "\necho '+++ the walk-through is done'\n"
+
+
+def test_walkthrough_steps_are_read_from_the_doc():
+    steps = walkthrough_steps((REPO / "docs" / "getting-started.md").read_text())
+    commands = [command for command, _ in steps]
+    assert commands[:4] == ["python3 -m venv ~/.venvs/expflow", ". ~/.venvs/expflow/bin/activate",
+                            "python3 -m pip install .", "expflow --version"]
+    assert ("make check EXP=001 PARTITION=l40s_public GPU_TYPE=h200 GPUS=1", True) in steps
+    first_train = next(i for i, command in enumerate(commands) if command.startswith("make train EXP=001"))
+    assert "cd my-project" in commands[:first_train]
+    assert not any("config_flags" in command or command.startswith("METRIC_PATTERN") for command in commands)
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_getting_started_runs_as_written_from_a_fresh_venv(alice_dir):
+    """docs/getting-started.md, every command in order, as alice on the test
+    cluster: a fresh virtualenv, this checkout installed into it, a project, jobs."""
+    checkout = alice_dir / "expflow-checkout"
+    (alice_dir / "scratch").mkdir()
+    shutil.chown(alice_dir / "scratch", "alice", "alice")
+    shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "build",
+                                                                   "dist", ".venv", ".pytest_cache"))
+    subprocess.run(["chown", "-R", "alice:alice", str(checkout)], check=True)
+    script = alice_dir / "walkthrough.sh"
+    script.write_text(walkthrough_script(walkthrough_steps((REPO / "docs" / "getting-started.md").read_text())))
+    path = ":".join(dict.fromkeys([os.path.dirname(shutil.which("sbatch")), "/usr/local/bin", "/usr/bin", "/bin"]))
+    result = run(["bash", str(script)], cwd=checkout, user="alice", check=False, timeout=900,
+                 env={"HOME": str(alice_dir), "PATH": path, "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                      "XDG_CACHE_HOME": str(alice_dir / ".cache"), "XDG_CONFIG_HOME": str(alice_dir / ".config"),
+                      "XDG_DATA_HOME": str(alice_dir / ".local"),
+                      "SCRATCH": str(alice_dir / "scratch")})  # checkpoints of "my-project": this run's own
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert result.stdout.rstrip().endswith("+++ the walk-through is done")
+    project = alice_dir / "my-project"
+    assert (project / "experiments" / "001" / "metadata.json").is_file()
+    assert (project / "results" / "report.html").is_file()
