@@ -501,7 +501,8 @@ def walkthrough_script(steps):
     for number, (command, failing) in enumerate(steps, 1):
         wrong = "status == 0" if failing else "status != 0"
         lines += [f"echo {shlex.quote(f'+++ step {number}: {command}')}", command + " </dev/null", "status=$?",
-                  f"if (({wrong})); then echo '+++ step {number} ended otherwise than the doc says:' $status; exit 1; fi"]
+                  f"if (({wrong})); then echo '+++ step {number} ended otherwise than the doc says:' $status; "
+                  "exit 1; fi"]
     return "\n".join(lines) + "\necho '+++ the walk-through is done'\n"
 
 
