@@ -126,18 +126,21 @@ def run_resources(args: argparse.Namespace) -> int:
 
 
 Ask = Callable[[str], str]
+MAX_TRIES = 5  # invalid answers to one question before scaffold gives up
 
 
 def ask_choice(ask: Ask, question: str, default: str, choices: Sequence[str] = (), resource: str = "") -> str:
     """Ask until the answer is empty (the default), one of choices when there are
     some, and a valid value of the resource setting when one is named (gpus, time)."""
     hint = f" ({', '.join(choices)})" if choices else ""
-    while True:
+    for _ in range(MAX_TRIES):
         answer = ask(f"{question}{hint} [{default}]: ").strip() or default
         problem = answer_problem(answer, default, choices, resource)
         if not problem:
             return answer
         print(f"  {problem}; try again (Ctrl-C stops, nothing written)", file=sys.stderr)
+    # answers piped in (`yes x | expflow scaffold`) would ask for ever
+    raise UsageError(f"{question}: no valid answer in {MAX_TRIES} tries")
 
 
 def answer_problem(answer: str, default: str, choices: Sequence[str], resource: str) -> str:
@@ -217,9 +220,7 @@ def run_scaffold(args: argparse.Namespace, ask: Ask) -> int:
 
 def report_git(project: Path, ask: Ask, no_input: bool) -> None:
     """Offer git init where the project is in no repository; say what its place means otherwise."""
-    outside = gitrepo.enclosing_repository(project) is None
-    if outside and not no_input and ask_choice(
-            ask, "Make the project a git repository (each run then records its commit)", "y", ("y", "n")) == "y":
+    if gitrepo.enclosing_repository(project) is None and not no_input and wants_git(ask):
         print(gitrepo.init_repository(project))
         return
     note = gitrepo.location_note(project)
@@ -236,6 +237,16 @@ def completion_script(parser: argparse.ArgumentParser) -> str:
     script = (Path(__file__).parent / "completion.bash").read_text()
     return script.replace("@EXPFLOW_COMMANDS@", " ".join([*commands, "--help", "--version"])).replace(
         "@EXPFLOW_OPTIONS@", "\n".join(cases))
+
+
+def wants_git(ask: Ask) -> bool:
+    """The project is written by now: no valid answer is a no, not an error."""
+    try:
+        return ask_choice(ask, "Make the project a git repository (each run then records its commit)", "y",
+                          ("y", "n")) == "y"
+    except UsageError as exc:
+        print(f"WARNING: {exc}: no git repository made", file=sys.stderr)
+        return False
 
 
 def run_update(args: argparse.Namespace) -> int:

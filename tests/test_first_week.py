@@ -542,3 +542,13 @@ def test_getting_started_runs_as_written_from_a_fresh_venv(alice_dir):
     project = alice_dir / "my-project"
     assert (project / "experiments" / "001" / "metadata.json").is_file()
     assert (project / "results" / "report.html").is_file()
+
+
+def test_answers_piped_in_that_never_fit_stop_after_five_tries(tmp_path, capsys):
+    def ask(question):
+        return "nonsense"  # `yes nonsense | expflow scaffold p`
+    assert main(["scaffold", "p", "-o", str(tmp_path), "--no-detect"], ask=ask) == 1
+    err = capsys.readouterr().err
+    assert err.count("try again") == 5 and err.splitlines()[-1] == (
+        "expflow: error: GPUs per job: no valid answer in 5 tries")
+    assert not (tmp_path / "p").exists()
