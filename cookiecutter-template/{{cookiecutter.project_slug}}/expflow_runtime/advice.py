@@ -251,7 +251,7 @@ def resource_conflicts(nodes, resources):
         conflicts.append(("GPU_TYPE", "partition {} has no {} GPUs (it has {})".format(
             partition, gpu_type, ", ".join(t or "untyped" for t in types))))
     elif gpus:
-        most = max(sum(g.total for g in node.gpus if g.type in (gpu_type or g.type,)) for node in mine)
+        most = max(sum(g.total for g in node.gpus if not gpu_type or g.type == gpu_type) for node in mine)
         if gpus > most:
             conflicts.append(("GPUS", "nodes of {} have at most {} {}GPUs each".format(
                 partition, most, gpu_type + " " if gpu_type else "")))
