@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from expflow import __version__
+from expflow import __version__, gitrepo, runtime
 from expflow.advisor import Access, account_access, check_access, cluster_report, find_project, render
 from expflow.cluster import ClusterFacts
 from expflow.context import (
@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--no-input", action="store_true", help="take the detected defaults without asking")
     new.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a setting (repeatable), e.g. --set partition=h200_tandon")
-    new.add_argument("--no-detect", action="store_true", help="skip detection: offline defaults, local backend")
+    new.add_argument("--no-detect", action="store_true",
+                     help="skip detection: offline defaults (BACKEND=auto: SLURM where sbatch is on PATH, "
+                          "else this machine)")
     new.add_argument("--check-access", action="store_true",
                      help="ask SLURM (sbatch --test-only) whether it accepts the account, partition, GPUs and time, "
                           "and which partitions each of your accounts may use (the project's access cache)")
@@ -67,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("dir", nargs="?", default=".", help="the project (default: .)")
     listing = actions.add_parser("list", help="the project's profiles, and which one this cluster gets")
     listing.add_argument("dir", nargs="?", default=".", help="the project (default: .)")
+    comp = commands.add_parser("completion",
+                               help="print a shell completion script: eval \"$(expflow completion bash)\"")
+    comp.add_argument("shell", choices=["bash"], help="the shell (bash)")
     return parser
 
 
@@ -129,12 +134,32 @@ def run_resources(args: argparse.Namespace) -> int:
 
 
 Ask = Callable[[str], str]
+MAX_TRIES = 5  # invalid answers to one question before scaffold gives up
 
 
-def ask_choice(ask: Ask, question: str, default: str, choices: Sequence[str] = ()) -> str:
+def ask_choice(ask: Ask, question: str, default: str, choices: Sequence[str] = (), resource: str = "") -> str:
+    """Ask until the answer is empty (the default), one of choices when there are
+    some, and a valid value of the resource setting when one is named (gpus, time)."""
     hint = f" ({', '.join(choices)})" if choices else ""
-    answer = ask(f"{question}{hint} [{default}]: ").strip()
-    return answer or default
+    for _ in range(MAX_TRIES):
+        answer = ask(f"{question}{hint} [{default}]: ").strip() or default
+        problem = answer_problem(answer, default, choices, resource)
+        if not problem:
+            return answer
+        print(f"  {problem}; try again (Ctrl-C stops, nothing written)", file=sys.stderr)
+    # answers piped in (`yes x | expflow scaffold`) would ask for ever
+    raise UsageError(f"{question}: no valid answer in {MAX_TRIES} tries")
+
+
+def answer_problem(answer: str, default: str, choices: Sequence[str], resource: str) -> str:
+    if choices and answer not in choices and answer != default:
+        return f"{answer!r} is not one of {', '.join(choices)}"
+    if resource:
+        try:
+            runtime.module("slurmkit").check_option(resource, answer)
+        except ValueError as exc:
+            return str(exc)
+    return ""
 
 
 def prompt_overrides(facts: ClusterFacts | None, context: dict[str, str], ask: Ask) -> dict[str, str]:
@@ -148,10 +173,11 @@ def prompt_overrides(facts: ClusterFacts | None, context: dict[str, str], ask: A
     if found is None or found.gpus_per_node:
         types = found.gpu_types if found else ()
         answers["gpu_type"] = ask_choice(ask, "GPU type", context.get("gpu_type", ""), types)
-        answers["gpus"] = ask_choice(ask, "GPUs per job", context.get("gpus", "0"))
+        answers["gpus"] = ask_choice(ask, "GPUs per job", context.get("gpus", "0"), resource="gpus")
     accounts = facts.accounts if facts else ()
     answers["account"] = ask_choice(ask, "Account", context.get("account", ""), accounts)
-    answers["time"] = ask_choice(ask, "Time limit per job", context.get("time") or template_defaults()["time"])
+    answers["time"] = ask_choice(ask, "Time limit per job", context.get("time") or template_defaults()["time"],
+                                 resource="time")
     answers.update(prompt_environment(ask))
     return {key: value for key, value in answers.items() if value != context.get(key, "")}
 
@@ -169,8 +195,6 @@ ENVIRONMENT_QUESTIONS = {
 def prompt_environment(ask: Ask) -> dict[str, str]:
     kinds = ["none", *ENVIRONMENT_QUESTIONS]
     kind = ask_choice(ask, "How do jobs get their Python", "none", kinds)
-    if kind not in kinds:
-        raise UsageError(f"unknown environment kind {kind!r}; choose one of {', '.join(kinds)}")
     return {key: ask_choice(ask, question, "") for key, question in ENVIRONMENT_QUESTIONS.get(kind, [])}
 
 
@@ -200,8 +224,40 @@ def run_scaffold(args: argparse.Namespace, ask: Ask) -> int:
         account_access(facts, project, refresh=True)
     where = context.get("partition") or "default partition"
     print(f"[OK] created {project} (cluster {context.get('cluster', 'local')}, {where})")
+    report_git(Path(project), ask, args.no_input)
     print(f"Next: cd {project} && make train EXP=001")
     return 0
+
+
+def report_git(project: Path, ask: Ask, no_input: bool) -> None:
+    """Offer git init where the project is in no repository; say what its place means otherwise."""
+    if gitrepo.enclosing_repository(project) is None and not no_input and wants_git(ask):
+        print(gitrepo.init_repository(project))
+        return
+    note = gitrepo.location_note(project)
+    if note:
+        print(note, file=sys.stderr)
+
+
+def completion_script(parser: argparse.ArgumentParser) -> str:
+    """expflow/completion.bash with the commands and their options of parser:
+    completion follows the CLI, with nothing to keep in step by hand."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    cases = [f"      {name}) words=\"{' '.join(o for a in sub._actions for o in a.option_strings)}\" ;;"
+             for name, sub in commands.items()]
+    script = (Path(__file__).parent / "completion.bash").read_text()
+    return script.replace("@EXPFLOW_COMMANDS@", " ".join([*commands, "--help", "--version"])).replace(
+        "@EXPFLOW_OPTIONS@", "\n".join(cases))
+
+
+def wants_git(ask: Ask) -> bool:
+    """The project is written by now: no valid answer is a no, not an error."""
+    try:
+        return ask_choice(ask, "Make the project a git repository (each run then records its commit)", "y",
+                          ("y", "n")) == "y"
+    except UsageError as exc:
+        print(f"WARNING: {exc}: no git repository made", file=sys.stderr)
+        return False
 
 
 def run_update(args: argparse.Namespace) -> int:
@@ -247,6 +303,9 @@ def main(argv: Sequence[str] | None = None, ask: Ask = input) -> int:
             return run_update(args)
         if args.command == "profile":
             return run_profile(args)
+        if args.command == "completion":
+            print(completion_script(build_parser()), end="")
+            return 0
         return run_scaffold(args, ask)
     except ExpflowError as exc:
         print(f"expflow: error: {exc}", file=sys.stderr)

@@ -37,6 +37,7 @@ class ClusterFacts:
     partitions: tuple[PartitionFacts, ...] = ()
     max_array_size: int | None = None
     conda_base: str = ""
+    mail_domain: str = ""  # SLURM's MailDomain: where a user's address is user@mail_domain
     sources: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
@@ -78,6 +79,7 @@ class ClusterFacts:
             ],
             "max_array_size": self.max_array_size,
             "conda_base": self.conda_base,
+            "mail_domain": self.mail_domain,
             "sources": dict(self.sources),
             "warnings": list(self.warnings),
         }

@@ -85,6 +85,7 @@ def detected_values(facts: ClusterFacts) -> dict[str, str]:
         "partition": facts.default_partition,
         "scratch_root": facts.scratch,
         "env_conda_base": facts.conda_base,
+        "mail_user": f"{facts.user}@{facts.mail_domain}" if facts.mail_domain and facts.user else "",
         "detected_summary": f"cluster {facts.cluster}, detected {date.today().isoformat()}",
     }
     values.update(partition_values(facts, facts.default_partition))

@@ -109,8 +109,11 @@ def _read_config(result: Any, env: Mapping[str, str], sources: dict[str, str], w
     sources["accounting"] = "scontrol show config" if config else "default"
     # Without the config, assume accounting is on: sacctmgr's answer decides below.
     accounting = slurmkit.accounting_enabled(config) if config else True
+    mail_domain = config.get("MailDomain", "")
+    sources["mail_domain"] = "scontrol show config" if config else "default"
     return {"cluster": cluster, "accounting": accounting,
-            "max_array_size": int(max_array) if max_array.isdigit() else None}
+            "max_array_size": int(max_array) if max_array.isdigit() else None,
+            "mail_domain": "" if mail_domain in ("", "(null)") else mail_domain}
 
 
 def _read_partitions(result: Any, sources: dict[str, str], warnings: list[str]) -> dict[str, Any]:

@@ -77,7 +77,8 @@ def test_scaffold_refuses_an_existing_directory(tmp_path, capsys):
 def test_scaffold_asks_with_detected_defaults(tmp_path, monkeypatch, torch_facts, capsys):
     monkeypatch.setattr("expflow.cli.detect", lambda: torch_facts)
     questions = []
-    answers = iter(["l40s_public", "", "2", "torch_pr_68_tandon_advanced", "", "modules", "cuda/12.1 python/3.11"])
+    answers = iter(["l40s_public", "", "2", "torch_pr_68_tandon_advanced", "", "modules", "cuda/12.1 python/3.11",
+                    "n"])
 
     def ask(question):
         questions.append(question)
@@ -113,8 +114,8 @@ def test_info_json_shape(monkeypatch, torch_facts, fake_sbatch, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["default_partition"] == "cs" and info["partitions"][3]["gpu_types"] == ["h200"]
     assert set(info) == {"user", "home", "scratch", "cluster", "slurm", "accounting", "accounts", "default_account",
-                         "default_partition", "partitions", "max_array_size", "conda_base", "sources", "warnings",
-                         "access"}
+                         "default_partition", "partitions", "max_array_size", "conda_base", "mail_domain", "sources",
+                         "warnings", "access"}
     access = info["access"]
     assert (access["user"], access["source"]) == ("alice", "sbatch --test-only")
     assert [entry["account"] for entry in access["accounts"]] == ["torch_pr_68_tandon_advanced", "torch_pr_68_general"]

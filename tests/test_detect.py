@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import DATA
 
+from expflow.context import detected_values
 from expflow.detect import detect, find_scratch
 
 
@@ -100,3 +101,12 @@ def test_scratch_order(tmp_path):
     assert find_scratch("nobody-expflow", {"SCRATCH": str(first)}) == ("", "none found")
     first.mkdir()
     assert find_scratch("nobody-expflow", {"SCRATCH": str(first)}) == (str(first), "$SCRATCH")
+
+
+def test_a_site_mail_domain_becomes_the_default_mail_user(fake_bin):
+    torch_commands(fake_bin, scontrol={"stdout": "scontrol-show-config-maildomain.txt"})
+    facts = detect()
+    assert facts.mail_domain == "example.edu" and facts.sources["mail_domain"] == "scontrol show config"
+    assert detected_values(facts)["mail_user"] == f"{facts.user}@example.edu"
+    torch_commands(fake_bin)  # MailDomain (null): no address is guessed
+    assert detect().mail_domain == "" and detected_values(detect())["mail_user"] == ""

@@ -111,7 +111,8 @@ def test_every_set_key_is_rendered_literally_or_refused(tmp_path, key, index):
 
 # ----------------------------------------------------------------- 2. interactive answers
 
-QUESTIONS = {"Partition": "", "GPU type": "", "GPUs per job": "0", "Account": "", "Time limit": ""}
+QUESTIONS = {"Partition": "", "GPU type": "", "GPUs per job": "0", "Account": "", "Time limit": "",
+             "Make the project a git repository": "n"}
 KINDS = {"conda": ["env_conda"], "venv": ["env_venv"], "modules": ["env_modules"],
          "apptainer": ["env_container", "env_container_overlay"]}
 

@@ -53,7 +53,7 @@ def test_resources_at_creation_stay_with_the_experiment(bake):
 
 def test_resume_continues_from_the_checkpoint(bake):
     project = bake()
-    make(project, "new", "EXP=r", "SET=training.seconds_per_epoch=0.1 crash_at_epoch=2")
+    make(project, "new", "EXP=r", "SET_NEW=1", "SET=training.seconds_per_epoch=0.1 crash_at_epoch=2")
     not_yet = make(project, "resume", "EXP=r", check=False)
     assert error_line(not_yet) == "error: experiment r was never trained: make train EXP=r"
     make(project, "train", "EXP=r", env=LOCAL)

@@ -17,7 +17,8 @@ from conftest import REPO, make, run
 RUNTIME_PY = [f"expflow_runtime/{name}.py" for name in (
     "__init__", "run", "slurmkit", "values", "tables", "files", "configs", "ledger", "reconcile", "state", "index",
     "harvest", "comparison", "sweepspec", "curves", "profiles",
-    "submit", "advice", "experiment", "results", "sweep", "resources", "compare", "report", "jobrecord")]
+    "submit", "advice", "environment", "experiment", "results", "sweep", "resources", "compare", "report", "disk",
+    "jobrecord")]
 SCRIPTS = ["scripts/train.sbatch", "scripts/eval.sbatch", "expflow_runtime/sweep-task.sbatch",
            "expflow_runtime/job-lib.sh", "expflow_runtime/rank-env.sh"]
 # what make report inlines into its page

@@ -79,11 +79,24 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     assert commands[1] in (REPO / ".ci" / "run").read_text()
 
 
+
+def test_the_distribution_is_expflow_hpc_and_every_install_line_installs_this_checkout():
+    """`pip install expflow` installs an unrelated package from PyPI: the
+    distribution is expflow-hpc, and every pip line in the docs installs from here."""
+    assert re.search(r'^name = "expflow-hpc"$', (REPO / "pyproject.toml").read_text(), re.M)
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    lines = [line for path in docs for block in re.findall(r"```\n(.*?)```", path.read_text(), re.S)
+             for line in block.splitlines() if "pip install" in line]
+    assert lines
+    for line in lines:
+        for command in re.findall(r"pip install ([^&#]*)", line):
+            assert command.split()[-1] in (".", "'.[test]'"), line
+
 @pytest.mark.slow
 def test_wheel_installs_in_a_fresh_venv_and_scaffolds_outside_the_checkout(tmp_path):
     dist = tmp_path / "dist"
     run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(REPO)], cwd=tmp_path, timeout=300)
-    wheel = next(dist.glob("expflow-*.whl"))
+    wheel = next(dist.glob("expflow_hpc-*.whl"))
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
@@ -100,6 +113,8 @@ def test_wheel_installs_in_a_fresh_venv_and_scaffolds_outside_the_checkout(tmp_p
     assert run(["make", "-s", "help"], cwd=project).stdout.startswith("Usage: make TARGET")
     version = run([str(python), "-m", "expflow", "--version"], cwd=outside).stdout.strip()
     assert version == f"expflow {__version__}"
+    assert "complete -F _expflow_complete expflow" in run(
+        [str(env_dir / "bin" / "expflow"), "completion", "bash"], cwd=outside).stdout
 
 
 def test_runtime_version_is_the_package_version():

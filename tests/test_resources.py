@@ -317,7 +317,8 @@ def test_make_check_tests_the_command_line_make_train_would_submit(bake, recorde
                    backend="slurm")
     make(project, "new", "EXP=x", "GPUS=2", "TIME=02:00:00", env=path_env(recorded_bin))
     out = make(project, "check", "EXP=x", "MEM=8G", env=path_env(recorded_bin)).stdout
-    assert out == ("[OK] SLURM accepts experiment x (l40s_public, 2x l40s, 02:00:00, account torch_pr_68_general): "
+    assert out == ("[OK] the job's environment sets up (none named in settings.env)\n"
+                   "[OK] SLURM accepts experiment x (l40s_public, 2x l40s, 02:00:00, account torch_pr_68_general): "
                    "it would start at 2026-11-28T17:58:03 on gh001; nothing was submitted\n")
     checked = log.read_text().splitlines()
     dry_run = make(project, "train", "EXP=x", "MEM=8G", "DRY_RUN=1", env=path_env(recorded_bin)).stdout
@@ -332,15 +333,18 @@ def test_make_check_reports_slurms_reason(bake, recorded_bin, tmp_path):
     logging_sbatch(recorded_bin, tmp_path / "sbatch.log", refuse="--gres=gpu:h200:1")
     project = bake(partition="l40s_public", gpu_type="l40s", gpus="1", backend="slurm")
     result = make(project, "check", "GPU_TYPE=h200", env=path_env(recorded_bin), check=False)
-    assert result.returncode != 0 and result.stdout == ""
+    assert result.returncode != 0
+    assert result.stdout == "[OK] the job's environment sets up (none named in settings.env)\n"
     assert result.stderr.splitlines()[0] == (
         "error: SLURM would refuse the project's settings (l40s_public, 1x h200, 01:00:00, your default account): "
-        "Requested node configuration is not available")
+        "Requested node configuration is not available: partition l40s_public has no h200 GPUs (it has l40s) "
+        "(GPU_TYPE='h200' from the command line, PARTITION='l40s_public' from settings.env)")
 
 
 def test_make_check_on_the_local_backend_has_nothing_to_ask(bake):
     out = make(bake(), "check", env={"BACKEND": "local"}).stdout
-    assert out == "[OK] nothing to check for the project's settings: jobs run on this machine (BACKEND=local)\n"
+    assert out == ("[OK] the job's environment sets up (none named in settings.env)\n"
+                   "[OK] nothing to check for the project's settings: jobs run on this machine (BACKEND=local)\n")
 
 
 def test_gpus_sinfo_did_not_make_clear_are_unknown_not_idle(capsys):
@@ -359,3 +363,37 @@ def test_gpus_sinfo_did_not_make_clear_are_unknown_not_idle(capsys):
     assert (row["gpus_total"], row["gpus_allocated"], row["gpus_idle"], row["pending_gpus"]) == (6, None, None, None)
     assert report["recommendation"]["verdict"] == "queue"  # gr001's 3 free GPUs are not 4; gs001's are unknown
     assert re.search(r"^gpu +- +6 +\? +\? +0/2/0/0 +1/\? ", advice.render_text(report, 200), re.M)
+
+
+# ----------------------------------------------------------------- why SLURM refused a job
+
+def refusal(busy, reason, sources=None, **resources):
+    values = dict.fromkeys((key.lower() for key in slurmkit.RESOURCE_KEYS), "")
+    values.update(resources)
+    given = {key: "settings.env" for key in slurmkit.RESOURCE_KEYS}
+    given.update(sources or {})
+    return advice.explain_refusal(reason, values, given, busy[0])
+
+
+def test_a_refusal_names_the_value_in_conflict_and_where_it_lives(busy):
+    node_config = slurmkit.sbatch_rejection_reason(read_data("sbatch-reject-gres.err"))
+    text = refusal(busy, node_config, {"PARTITION": "the command line"},
+                   partition="l40s_public", gpu_type="h200", gpus="2", time="01:00:00")
+    assert text == ("Requested node configuration is not available: partition l40s_public has no h200 GPUs "
+                    "(it has l40s) (GPU_TYPE='h200' from settings.env, PARTITION='l40s_public' from the command line)")
+    text = refusal(busy, node_config, partition="l40s_public", gpu_type="l40s", gpus="8")
+    assert text.endswith(": nodes of l40s_public have at most 4 l40s GPUs each (GPUS='8' from settings.env, "
+                         "PARTITION='l40s_public' from settings.env)")
+    assert ": partition cs has no GPUs (" in refusal(busy, node_config, partition="cs", gpus="1")
+    assert refusal(busy, "Invalid partition name specified", partition="nosuch") == (
+        "Invalid partition name specified: there is no partition nosuch (PARTITION='nosuch' from settings.env)")
+
+
+def test_a_refusal_without_a_visible_conflict_names_the_values_its_words_are_about(busy):
+    own = "experiments/005/settings.env"
+    text = refusal(busy, "Invalid account or account/partition combination specified", {"ACCOUNT": own},
+                   account="nobody", partition="cs", gpus="0")
+    assert text.endswith("(ACCOUNT='nobody' from experiments/005/settings.env, PARTITION='cs' from settings.env)")
+    assert advice.refusal_settings("Requested time limit is invalid (missing or exceeds some limit)") == [
+        "TIME", "PARTITION"]
+    assert refusal(busy, "something new", partition="cs") == "something new"

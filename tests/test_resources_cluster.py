@@ -247,13 +247,14 @@ def test_info_in_the_project_checks_access_once_then_reads_the_cache(project, al
 def test_make_check_reports_slurms_reason(project, override, described, reason):
     result = alice_make(project, "check", "EXP=chk", override, check=False)
     assert result.returncode != 0
-    assert result.stderr.splitlines()[0] == f"error: SLURM would refuse experiment chk ({described}): {reason}"
+    assert result.stderr.splitlines()[0].startswith(f"error: SLURM would refuse experiment chk ({described}): {reason}")
+    assert f"{override.replace('=', '=' + chr(39))}' from the command line" in result.stderr
 
 
 def test_make_check_accepts_and_submits_nothing(project):
     alice_make(project, "new", "EXP=ok", "PARTITION=h200_tandon", "GPU_TYPE=h200", "GPUS=2",
                "ACCOUNT=torch_pr_68_tandon_advanced")
-    out = alice_make(project, "check", "EXP=ok").stdout
+    out = alice_make(project, "check", "EXP=ok").stdout.split("\n", 1)[1]  # after the environment's line
     assert out.startswith("[OK] SLURM accepts experiment ok (h200_tandon, 2x h200, 01:00:00, "
                           "account torch_pr_68_tandon_advanced): it would start at ")
     assert out.rstrip().endswith(" on gh001; nothing was submitted")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, make, metadata, run, status_rows, wait_for
-from test_local_backend import set_config
+from test_local_backend import error_line, set_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -143,6 +143,41 @@ def test_exit_code_3_is_failed_in_status_and_results(project):
     assert (result["state"], result["exit_code"]) == ("FAILED", "3")
 
 
+def test_make_check_names_the_nodes_and_why_they_do_not_fit(project):
+    result = alice_make(project, "check", "NODES=2", check=False)
+    assert error_line(result) == (
+        "error: SLURM would refuse the project's settings (l40s_public, 2 nodes, 1x l40s per node, 01:00:00, "
+        "account torch_pr_68_general): Node count specification invalid: partition l40s_public has 1 node "
+        "(NODES='2' from the command line, PARTITION='l40s_public' from settings.env)")
+
+def test_eval_after_a_training_that_fails_is_ended_by_slurm_and_then_refused(project):
+    """--kill-on-invalid-dep=yes: an eval waiting (afterok) on a training that then
+    FAILED does not wait for ever; status says why; a new make eval is refused at once."""
+    alice_make(project, "new", "EXP=doomed", "PARTITION=cs", "GPUS=0")
+    set_config(project, "doomed", fail_with_exit_code=3, seconds_per_epoch=0.5)
+    alice_make(project, "train", "EXP=doomed")
+    alice_make(project, "eval", "EXP=doomed")
+    train_id, eval_job = metadata(project, "doomed")["jobs"][0]["job_id"], metadata(project, "doomed")["jobs"][1]
+    assert f"--dependency=afterok:{train_id}" in eval_job["sbatch"]
+    assert "--kill-on-invalid-dep=yes" in eval_job["sbatch"]
+    row = wait_state(project, "doomed", "eval", {"CANCELLED"})
+    assert row["REASON"] == f"train job {train_id} ended FAILED: cancelled by SLURM, its dependency can never be met"
+    assert status_rows(project, user=USER)[("doomed", "train")]["STATE"] == "FAILED"
+    result = alice_make(project, "eval", "EXP=doomed", "RESUBMIT=1", check=False)
+    assert error_line(result) == f"error: train job {train_id} of doomed ended FAILED (exit 3): eval not submitted"
+    assert len(metadata(project, "doomed")["jobs"]) == 2  # nothing submitted, nothing written down
+
+def test_mail_without_an_address_is_said_and_mail_user_goes_to_sbatch(project):
+    quiet = alice_make(project, "train", "EXP=m1", "PARTITION=cs", "GPUS=0", "MAIL_TYPE=END")
+    assert "WARNING: MAIL_TYPE=END without MAIL_USER: SLURM mails your account on the cluster" in quiet.stderr
+    told = alice_make(project, "train", "EXP=m2", "PARTITION=cs", "GPUS=0", "MAIL_TYPE=END,FAIL",
+                      "MAIL_USER=alice@example.edu")
+    assert "WARNING" not in told.stderr
+    sbatch = metadata(project, "m2")["jobs"][0]["sbatch"]
+    assert "--mail-type=END,FAIL" in sbatch and "--mail-user=alice@example.edu" in sbatch
+    job = run(["scontrol", "show", "job", metadata(project, "m2")["jobs"][0]["job_id"]], cwd=REPO, check=False).stdout
+    assert "MailUser=alice@example.edu" in job or not job  # scontrol forgets a job soon after it ends
+
 def test_cancel_a_running_job(project):
     alice_make(project, "new", "EXP=long")
     set_config(project, "long", seconds_per_epoch=60)
@@ -163,10 +198,29 @@ def test_cancel_a_running_job(project):
 def test_rejected_submission_says_why_and_leaves_nothing_submitted(project, override, reason):
     result = alice_make(project, "train", "EXP=rej", override, check=False)
     assert result.returncode != 0
-    assert f"error: SLURM rejected the job: {reason}" in result.stderr.splitlines()
-    recorded = metadata(project, "rej")
-    assert recorded["jobs"] == []
-    assert status_rows(project, user=USER)[("rej", "")]["STATE"] == "NEW"
+    error = error_line(result)
+    assert error.startswith(f"error: SLURM rejected the job: {reason}")
+    assert error.endswith("experiment rej was not kept")
+    assert f"{override.replace('=', '=' + chr(39))}' from the command line" in error
+    # nothing ran: the refused values are not kept for the next make train EXP=rej
+    assert not (project / "experiments" / "rej").exists()
+    assert not (Path("/scratch") / USER / project.name / "checkpoints" / "rej").exists()
+    assert ("rej", "") not in status_rows(project, user=USER)
+
+
+def test_a_refused_value_kept_by_an_experiment_is_named_with_its_file(project):
+    """GPUS=2 on another partition keeps the settings' GPU_TYPE: the error says
+    which value conflicts; a value an experiment keeps is named with its file."""
+    result = alice_make(project, "train", "EXP=other", "PARTITION=h200_tandon", "GPUS=2", check=False)
+    assert error_line(result) == (
+        "error: SLURM rejected the job: Requested node configuration is not available: partition h200_tandon has "
+        "no l40s GPUs (it has h200) (GPU_TYPE='l40s' from settings.env, PARTITION='h200_tandon' from the command "
+        "line); experiment other was not kept")
+    alice_make(project, "new", "EXP=kept", "PARTITION=nosuch")
+    result = alice_make(project, "train", "EXP=kept", check=False)
+    assert error_line(result).endswith(
+        ": there is no partition nosuch (PARTITION='nosuch' from experiments/kept/settings.env)")
+    assert metadata(project, "kept")["jobs"] == []  # an experiment made by make new stays
 
 
 def recording_wrappers(bin_dir: Path, log: Path) -> None:
@@ -205,7 +259,7 @@ def test_status_makes_one_scheduler_call_for_200_experiments(project, alice_dir)
 
 
 def test_resume_after_a_crash_on_the_cluster(project):
-    alice_make(project, "new", "EXP=r", "SET=crash_at_epoch=2 training.seconds_per_epoch=0.2")
+    alice_make(project, "new", "EXP=r", "SET_NEW=1", "SET=crash_at_epoch=2 training.seconds_per_epoch=0.2")
     alice_make(project, "train", "EXP=r")
     assert wait_state(project, "r", "train", {"FAILED"})["EXIT"] == "1"
     alice_make(project, "resume", "EXP=r")
@@ -309,13 +363,13 @@ def test_sweep_of_12_points_is_one_array_with_aftercorr_eval(project):
 
 
 def test_sweep_retry_resubmits_only_the_failed_point(project):
-    text = ("set:\n  training.seconds_per_epoch: 0.1\nzip:\n  optimizer.lr: [0.1, 0.2, 0.3]\n"
+    text = ("allow_new: true\nset:\n  training.seconds_per_epoch: 0.1\nzip:\n  optimizer.lr: [0.1, 0.2, 0.3]\n"
             "  crash_at_epoch: [-1, 2, -1]\n")
     alice_make(project, "sweep", f"SWEEP={alice_sweep(project, 'flaky', text)}")
     states = wait_sweep(project, "flaky", 3, {"COMPLETED", "FAILED"})
     assert states == {"flaky-0001": "COMPLETED", "flaky-0002": "FAILED", "flaky-0003": "COMPLETED"}
     out = alice_make(project, "sweep-retry", "SWEEP=flaky").stdout
-    assert "retrying flaky-0002 (FAILED)" in out and "submitted 1 train tasks" in out
+    assert "retrying flaky-0002 (FAILED)" in out and "submitted 1 train task of sweep flaky" in out
     wait_sweep(project, "flaky", 3, {"COMPLETED"})
     jobs = metadata(project, "flaky-0002")["jobs"]
     assert [job["attempt"] for job in jobs] == [1, 2]

@@ -72,7 +72,7 @@ def test_identical_completed_config_is_skipped_unless_forced(bake):
     assert "skipped dup-0002: same config as base, which COMPLETED (FORCE=1 runs it)" in out
     assert (project / "experiments/dup-0001").is_dir() and not (project / "experiments/dup-0002").exists()
     forced = make(project, "sweep", f"SWEEP={sweep_file}", "FORCE=1", env=LOCAL).stdout
-    assert "submitted 1 train tasks" in forced
+    assert "submitted 1 train task of sweep" in forced
     wait_state(project, "dup-0002", "train", {"COMPLETED"})
     wait_state(project, "dup-0001", "train", {"COMPLETED"})
 

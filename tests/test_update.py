@@ -593,7 +593,7 @@ def test_cli_update_errors_are_one_line(tmp_path, capsys):
 @pytest.mark.slow
 def test_the_wheel_ships_the_0_1_0_data_and_the_shims(tmp_path):
     run([sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path), str(REPO)], cwd=tmp_path, timeout=300)
-    names = zipfile.ZipFile(next(tmp_path.glob("expflow-*.whl"))).namelist()
+    names = zipfile.ZipFile(next(tmp_path.glob("expflow_hpc-*.whl"))).namelist()
     for name in ("expflow/legacy/template-0.1.0.json", "expflow/legacy/shims/job-lib.sh",
                  "expflow/legacy/shims/jobrecord.py", "expflow/update.py"):
         assert name in names

@@ -268,10 +268,11 @@ def use_after_update(project: Project, old_rows: dict, old_results: dict, before
     assert "hello from my own target" in project.make("hello").stdout
     project.make("resume", "EXP=bad")
     out = project.make("sweep-retry", "SWEEP=configs/grid.yaml").stdout
-    assert "retrying grid-0002 (FAILED)" in out and "submitted 1 train tasks" in out
+    assert "retrying grid-0002 (FAILED)" in out and "submitted 1 train task of sweep grid" in out
     project.write("configs/more.yaml", SWEEP_MORE)
     assert "submitted 2 train tasks of sweep more" in project.make("sweep", "SWEEP=configs/more.yaml").stdout
-    project.make("train", "EXP=new1")
+    project.make("train", "EXP=new1", "DESC=costs $5 total")  # the updated Makefile keeps a $ as typed
+    assert json.loads((project.path / "experiments/new1/metadata.json").read_text())["description"] == "costs $5 total"
     done = {(exp, "train"): "COMPLETED" for exp in ("bad", "grid-0002", "more-0001", "more-0002", "new1")}
     rows = wait_states(project, done, timeout=90)
     assert rows[("bad", "train")]["JOB"] != old_rows[("bad", "train")]["JOB"]

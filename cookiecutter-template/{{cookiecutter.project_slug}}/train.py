@@ -7,6 +7,12 @@ stop cleanly when asked to (SIGUSR1 or EXPFLOW_STOP_FILE, before the time limit:
 the job is then requeued and resumes from the checkpoint; SIGTERM, when preempted
 or cancelled; docs/long-jobs.md).
 Standard library only; runs in a few seconds on a CPU.
+
+To see a failed job or a resume, give it one of two keys that only this example
+reads (they are not in configs/default.yaml, so that they do not become columns
+of your results once your own code replaces this file):
+  make train EXP=bad SET_NEW=1 SET=fail_with_exit_code=3   # exits with 3
+  make train EXP=r SET_NEW=1 SET=crash_at_epoch=2          # crashes at epoch 2; make resume EXP=r goes on
 """
 
 import json

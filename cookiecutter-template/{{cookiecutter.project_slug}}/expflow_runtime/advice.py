@@ -217,6 +217,96 @@ def build_report(nodes, jobs, user, request, access, gpu_type="", warnings=()):
     }
 
 
+
+# ----------------------------------------------------------------- why SLURM refused a job
+
+# SLURM's refusal -> the settings it is about (its words say "node configuration",
+# not which of partition, GPU type, GPUs, nodes, CPUs or memory).
+REFUSAL_SETTINGS = (
+    ("invalid partition", ("PARTITION",)),
+    ("account/partition", ("ACCOUNT", "PARTITION")),
+    ("invalid account", ("ACCOUNT",)),
+    ("qos", ("QOS",)),
+    ("time limit", ("TIME", "PARTITION")),
+    ("generic resource", ("GPU_TYPE", "GPUS")),
+    ("feature", ("CONSTRAINT",)),
+    ("node count", ("NODES",)),
+    ("memory", ("MEM",)),
+    ("processors", ("CPUS", "NODES")),
+    ("node configuration", ("PARTITION", "GPU_TYPE", "GPUS", "NODES", "CPUS", "MEM", "CONSTRAINT")),
+)
+
+
+def refusal_settings(reason):
+    """The settings (PARTITION, GPU_TYPE, ...) SLURM's reason is about, in table order."""
+    found = []
+    for words, keys in REFUSAL_SETTINGS:
+        if words in reason.lower():
+            found += [key for key in keys if key not in found]
+    return found
+
+
+def resource_conflicts(nodes, resources):
+    """[(setting, sentence)]: what in resources (lower-case keys, as submit.py
+    resolves them) the partition's nodes cannot give, judged from sinfo alone."""
+    partition = resources.get("partition") or next((n.partition for n in nodes if n.default), "")
+    mine = [node for node in nodes if node.partition == partition]
+    if not mine:
+        return [("PARTITION", "there is no partition {}".format(partition or "by default"))]
+    gpus, gpu_type = int(resources.get("gpus") or 0), resources.get("gpu_type", "")
+    types = sorted({g.type for node in mine for g in node.gpus})
+    conflicts = []
+    if gpus and not types:
+        conflicts.append(("GPUS", "partition {} has no GPUs".format(partition)))
+    elif gpus and gpu_type and gpu_type not in types:
+        conflicts.append(("GPU_TYPE", "partition {} has no {} GPUs (it has {})".format(
+            partition, gpu_type, ", ".join(t or "untyped" for t in types))))
+    elif gpus:
+        most = max(sum(g.total for g in node.gpus if not gpu_type or g.type == gpu_type) for node in mine)
+        if gpus > most:
+            conflicts.append(("GPUS", "nodes of {} have at most {} {}GPUs each".format(
+                partition, most, gpu_type + " " if gpu_type else "")))
+    if int(resources.get("nodes") or 1) > len(mine):
+        conflicts.append(("NODES", "partition {} has {} node{}".format(
+            partition, len(mine), "" if len(mine) == 1 else "s")))
+    limit = slurmkit.time_to_minutes(mine[0].max_time)
+    wanted = slurmkit.time_to_minutes(resources.get("time", ""))
+    if limit is not None and wanted is not None and wanted > limit:
+        conflicts.append(("TIME", "partition {} allows at most {}".format(partition, mine[0].max_time)))
+    return conflicts
+
+
+def explain_refusal_of(reason, resources, exp_path, env):
+    """explain_refusal for a job of the experiment at exp_path ("" for the
+    project's settings) as resolved with the make variables in env; sinfo is
+    asked (a refusal is rare)."""
+    try:
+        nodes = query_cluster(timeout=float(env.get("EXPFLOW_SLURM_TIMEOUT") or 30))[0]
+    except files.ProjectError:
+        nodes = None
+    own = files.read_settings(exp_path, missing_ok=True) if exp_path else {}
+    return explain_refusal(reason, resources, files.setting_sources(exp_path, own, env, slurmkit.RESOURCE_KEYS), nodes)
+
+
+def explain_refusal(reason, resources, sources, nodes=None):
+    """SLURM's reason, then what conflicts (when sinfo's nodes are given) and where
+    each value involved comes from: sources maps a setting to "the command line",
+    "settings.env" or an experiment's own settings.env."""
+    keys = refusal_settings(reason)
+    found = resource_conflicts(nodes, resources) if nodes else []
+    found = [(key, sentence) for key, sentence in found if key in keys or not keys]
+    # the values in conflict and the partition they are judged against; else all SLURM's words are about
+    named = list(collections.OrderedDict.fromkeys([key for key, _ in found] + ["PARTITION"])) if found else keys
+    given = ["{}={!r} from {}".format(key, resources[key.lower()], sources[key])
+             for key in named if resources.get(key.lower()) and key in sources]
+    text = reason
+    if found:
+        text += ": " + "; ".join(sentence for _, sentence in found)
+    if given:
+        text += " ({})".format(", ".join(given))
+    return text
+
+
 # ----------------------------------------------------------------- which account may use which partition
 
 def test_only_argv(resources):

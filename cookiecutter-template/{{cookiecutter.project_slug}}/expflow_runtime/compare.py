@@ -39,7 +39,7 @@ def cmd_compare(env):
     for title, lines in comparison.comparison(experiments, rows):
         print("== " + title)
         if lines:
-            sys.stdout.write(tables.plain_table(["key"] + ids, [[key] + cells for key, cells in lines], width))
+            sys.stdout.write(tables.wrapped_table(["key"] + ids, [[key] + cells for key, cells in lines], width))
         else:
             print("(no differences)")
         print()

@@ -1,14 +1,16 @@
 # Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
 """Configs: the YAML subset read without PyYAML and its writer, SET overrides,
-flattening to dotted keys, and the config hash.
+flattening to dotted keys, the config hash, and the config as command-line flags.
 
 Standard library only, Python 3.6+.
 """
 
 import copy
+import difflib
 import hashlib
 import json
 import math
+import os
 import re
 
 from . import files, values
@@ -327,9 +329,8 @@ def set_values(config, settings, allow_new=False, where="SET"):
             raise files.ProjectError("{}: {!r} is not a config key: dotted names without blanks, quotes or "
                                      "'=' (optimizer.lr)".format(where, key))
         if key not in known and not allow_new:
-            near = [k for k in known if k.split(".")[-1] == key.split(".")[-1]]
-            hint = "; did you mean {}?".format(" or ".join(near)) if near else ""
-            raise files.ProjectError("{}: unknown config key {!r} (SET_NEW=1 adds it){}".format(where, key, hint))
+            raise files.ProjectError("{}: unknown config key {!r} (SET_NEW=1 adds it){}".format(
+                where, key, did_you_mean(key, known)))
         node = config
         parts = key.split(".")
         for part in parts[:-1]:
@@ -338,6 +339,87 @@ def set_values(config, settings, allow_new=False, where="SET"):
                 raise files.ProjectError("{}: {} is not a mapping".format(where, part))
         node[parts[-1]] = value
     return config
+
+
+def near_keys(key, known):
+    """The known dotted keys a mistyped key may mean: the same last name
+    elsewhere (lr -> optimizer.lr), then every close spelling of the whole key
+    or of its last name (optimizer.lrr, optimiser.lr, model.dept)."""
+    last = key.split(".")[-1]
+    near = [k for k in known if k.split(".")[-1] == last]
+    near += difflib.get_close_matches(key, list(known), n=10, cutoff=0.75)
+    by_last = {}
+    for name in known:
+        by_last.setdefault(name.split(".")[-1], []).append(name)
+    for close in difflib.get_close_matches(last, list(by_last), n=10, cutoff=0.75):
+        near += by_last[close]
+    return [k for i, k in enumerate(near) if k != key and k not in near[:i]]
+
+
+def did_you_mean(key, known):
+    near = near_keys(key, known)
+    return "; did you mean {}?".format(" or ".join(near)) if near else ""
+
+
+# ----------------------------------------------------------------- the config as command-line flags
+
+def command_line_flags(config, mapping=()):
+    """The config as flags for an argparse program: every leaf as --dotted.key=value,
+    or with mapping (["optimizer.lr=--lr", ...]) only the keys named, under the
+    flags given. true is the bare flag (store_true) and false, null and [] leave
+    it out; a list is the flag and then each item (nargs="+"); a mapping key that
+    names a section passes each of its leaves under the flag plus the rest of
+    its name (model=--net: --net.depth=2)."""
+    flat = flatten(config)
+    chosen = []
+    for item in mapping:
+        key, sep, flag = item.partition("=")
+        if not sep or not flag.startswith("-") or "=" in flag or not SET_KEY.match(key):
+            raise files.ProjectError("config flags: expected key=--flag, got {!r}".format(item))
+        leaves = [k for k in flat if k == key or k.startswith(key + ".")]
+        if not leaves:
+            raise files.ProjectError("config flags: no key {!r} in the config{}".format(key, did_you_mean(key, flat)))
+        chosen += [(leaf, flag + leaf[len(key):]) for leaf in leaves]
+    if not mapping:
+        chosen = [(key, "--" + key) for key in flat]
+    argv = []
+    for key, flag in chosen:
+        argv += flag_arguments(flag, flat[key])
+    return argv
+
+
+def flag_arguments(flag, value):
+    if value is True:
+        return [flag]
+    if value is False or value is None or value == [] or value == {}:
+        return []
+    if isinstance(value, list):
+        return [flag] + [flag_value(item) for item in value]
+    return ["{}={}".format(flag, flag_value(value))]
+
+
+def flag_value(value):
+    """A value as a program reads it from argv: YAML's spelling of numbers and
+    booleans (0.1, 1e-05, true), JSON for what nests."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def config_flags(argv, env):
+    """run.py config-flags EXP_DIR [key=--flag ...] (job-lib.sh's config_flags):
+    the experiment's config.json as NUL-terminated arguments, then the record
+    END; an error prints none, and the job stops before anything runs."""
+    if not argv:
+        raise files.ProjectError("config flags: expected the experiment's directory")
+    config, problem = files.read_json(os.path.join(argv[0], "config.json"))
+    if not isinstance(config, dict):
+        raise files.ProjectError("config flags: {}".format(problem or "config.json is not a mapping"))
+    return files.write_records(command_line_flags(config, argv[1:]))
 
 
 def config_hash(config):

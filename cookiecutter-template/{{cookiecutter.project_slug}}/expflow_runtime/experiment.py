@@ -8,11 +8,13 @@ user-supplied string ever passes through a shell.
 """
 
 import functools
+import json
 import os
+import shlex
 import socket
 import sys
 
-from . import configs, files, ledger, profiles, slurmkit, state, submit, tables, values
+from . import advice, configs, files, ledger, profiles, slurmkit, state, submit, tables, values
 
 ROOT = files.ROOT
 STAGES = files.STAGES
@@ -31,9 +33,10 @@ def config_source(env):
     return path, ""  # values.read_text_file refuses anything but a text file
 
 
-def create_experiment(exp_id, env, settings):
-    """Make experiments/<exp_id> from FROM (or the default config), SET and the
-    resource variables on the command line; never touches an existing one."""
+def planned_experiment(env):
+    """What make new would write, from FROM (or the default config), SET and the
+    resource variables on the command line: (config, its text, metadata, the
+    experiment's own resources). Every problem is raised before anything is written."""
     source, parent = config_source(env)
     config = configs.load_yaml(source, "FROM")
     if not isinstance(config, dict):
@@ -45,13 +48,45 @@ def create_experiment(exp_id, env, settings):
             configs.dump_yaml_subset(config)
     else:
         text = values.read_text_file(source, "FROM")  # the file itself, comments included
-    own_resources = {key: env[key] for key in slurmkit.RESOURCE_KEYS if key in env}
-    submit.write_experiment(exp_id, config, text, settings, own_resources, {
-        "description": env.get("DESC", ""), "config_source": os.path.relpath(source, ROOT), "parent": parent,
-        "overrides": overrides,
-    })
-    print("[OK] created experiment {} from {}{}".format(
-        exp_id, os.path.relpath(source, ROOT), " with SET=" + overrides if overrides else ""))
+    metadata = {"description": env.get("DESC", ""), "config_source": os.path.relpath(source, ROOT),
+                "parent": parent, "overrides": overrides}
+    return config, text, metadata, {key: env[key] for key in slurmkit.RESOURCE_KEYS if key in env}
+
+
+def creation_line(exp_id, metadata):
+    return "experiment {} from {}{}".format(exp_id, metadata["config_source"],
+                                            " with SET=" + metadata["overrides"] if metadata["overrides"] else "")
+
+
+def create_experiment(exp_id, env, settings):
+    """Make experiments/<exp_id> as planned_experiment says; never touches an existing one."""
+    config, text, metadata, own_resources = planned_experiment(env)
+    submit.write_experiment(exp_id, config, text, settings, own_resources, metadata)
+    print("[OK] created " + creation_line(exp_id, metadata))
+    if own_resources:
+        print("  it keeps {} for all its jobs (experiments/{}/settings.env); values given to later calls "
+              "apply to that call only".format(" ".join("{}={}".format(key, shlex.quote(value)) for key, value
+                                                       in sorted(own_resources.items())), exp_id))
+
+
+def dry_run_new(exp_id, env, settings):
+    """DRY_RUN=1 on a new id: the experiment make train would create and the
+    command it would submit; nothing is created."""
+    config, _text, metadata, own_resources = planned_experiment(env)
+    print("DRY_RUN: nothing created. Would create " + creation_line(exp_id, metadata))
+    if own_resources:
+        print("  with its own settings: " + " ".join(
+            "{}={}".format(key, shlex.quote(value)) for key, value in sorted(own_resources.items())))
+    print("  config: " + json.dumps(config, sort_keys=True))
+    exp_path = files.experiment_dir(ROOT, exp_id)
+    resources = submit.resolve_resources(settings, own_resources, env)
+    backend, _why = submit.resolve_backend(settings, env)
+    if backend != "slurm":
+        return submit.print_dry_run(["bash", submit.stage_script("train"), exp_path], "train")
+    job_env = dict(submit.job_environment(1), **submit.limits_environment(resources))
+    argv = submit.sbatch_argv("train", ledger.job_name(exp_id, "train", ledger.new_token()), exp_path, resources,
+                              None, job_env)
+    return submit.print_dry_run(argv, "train")
 
 
 def cmd_new(env):
@@ -125,6 +160,8 @@ def submit_stage(exp_id, stage, env, settings, current, attempt=1):
         if files.flag(env, "DRY_RUN"):
             return submit.print_dry_run(argv, stage, resources)
         intent.update(sbatch=argv, after=after["job_id"] if after else None)
+        if after:
+            intent["dependency"] = "afterok:" + after["job_id"]  # with --kill-on-invalid-dep (state.py)
         launch = functools.partial(submit_one, argv)
     else:
         if files.flag(env, "DRY_RUN"):
@@ -135,7 +172,10 @@ def submit_stage(exp_id, stage, env, settings, current, attempt=1):
     intent["git"] = submit.git_snapshot(exp_path, "{}-{}".format(stage, token))
     if change:
         intent["gpu_type_change"] = change
-    job = submit.submit_recorded([(exp_path, intent)], launch)[0]
+    try:
+        job = submit.submit_recorded([(exp_path, intent)], launch)[0]
+    except submit.Rejected as exc:
+        raise submit.Rejected(advice.explain_refusal_of(exc.reason, resources, exp_path, env)) from None
     report_submission(exp_id, job, profiles.describe_place(job, settings, why), after, change)
     return 0
 
@@ -155,6 +195,8 @@ def report_submission(exp_id, job, why, after, change):
     if job["git"].get("dirty"):
         print("WARNING: submitted from a dirty git tree; the diff is saved in experiments/{}/{}".format(
             exp_id, job["git"].get("patch", "(no commit yet)")), file=sys.stderr)
+    if job["backend"] == "slurm" and submit.mail_warning(job["resources"]):
+        files.warn(submit.mail_warning(job["resources"]))
     if change:
         print("WARNING: {} job {} of {} runs on {}, {} ran on {}: results may differ across GPU types".format(
             job["stage"], job["job_id"], exp_id, change["to"], change["reference"], change["from"]), file=sys.stderr)
@@ -174,12 +216,22 @@ def submit_new_stage(env, stage):
     exp_id = files.check_experiment_id(env.get("EXP", ""))
     settings = profiles.project_settings(env)
     exp_path = files.experiment_dir(ROOT, exp_id)
-    if not os.path.isdir(exp_path):
-        if stage != "train":
-            raise files.ProjectError("no experiment {}: run make train EXP={} first".format(exp_id, exp_id))
-        if files.flag(env, "DRY_RUN"):
-            raise files.ProjectError("DRY_RUN needs an existing experiment: make new EXP={} first".format(exp_id))
-        create_experiment(exp_id, env, settings)
+    if os.path.isdir(exp_path):
+        return submit_existing(exp_id, exp_path, stage, env, settings)
+    if stage != "train":
+        raise files.ProjectError("no experiment {}: run make train EXP={} first".format(exp_id, exp_id))
+    if files.flag(env, "DRY_RUN"):
+        return dry_run_new(exp_id, env, settings)
+    create_experiment(exp_id, env, settings)
+    try:
+        return submit_existing(exp_id, exp_path, stage, env, settings)
+    except submit.Rejected as exc:
+        # nothing ran: the values SLURM refused must not stay in experiments/<id>/settings.env
+        submit.remove_new_experiment(exp_path)
+        raise files.ProjectError("{}; experiment {} was not kept".format(exc, exp_id)) from None
+
+
+def submit_existing(exp_id, exp_path, stage, env, settings):
     with ledger.locked(exp_path, exp_id, "make " + stage):
         current = current_jobs(exp_id, settings, env)
         jobs = current[1]
@@ -352,6 +404,9 @@ def cmd_logs(env):
     path, job = log_path(env)
     lines = line_count(env)
     if not os.path.exists(path):
+        moved = os.path.join(os.path.dirname(path), "MOVED.txt")  # written by make prune-logs
+        if os.path.exists(moved):
+            raise files.ProjectError(values.read_text_file(moved, "logs").strip())
         print("{} job {} has not written its log yet ({})".format(job["stage"], job["job_id"], path))
         return 0
     with open(path, errors="replace") as handle:

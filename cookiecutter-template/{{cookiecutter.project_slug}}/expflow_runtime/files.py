@@ -139,12 +139,20 @@ def write_setting_records(settings):
     KEY=VALUE records and then the record END, which job-lib.sh assigns with
     printf -v: bash never runs the file. A file read_settings refuses prints no
     record: the job stops before anything runs."""
-    records = ["{}={}".format(key, value) for key, value in sorted(settings.items())] + ["END"]
+    return write_records(["{}={}".format(key, value) for key, value in sorted(settings.items())])
+
+
+def write_records(records):
+    """Records for bash to read (job-lib.sh): each NUL-terminated, then END, so
+    that a reader knows the list is whole. A record holding a NUL is refused."""
+    if any("\0" in record for record in records):
+        raise ProjectError("a value holds a NUL character, which no command-line argument can")
+    data = "".join(record + "\0" for record in records + ["END"])
     out = getattr(sys.stdout, "buffer", None)
     if out is None:  # a test's captured stdout
-        sys.stdout.write("".join(record + "\0" for record in records))
+        sys.stdout.write(data)
     else:
-        out.write(b"".join(record.encode("utf-8") + b"\0" for record in records))
+        out.write(data.encode("utf-8"))
     sys.stdout.flush()
     return 0
 
@@ -157,6 +165,15 @@ def setting_overrides(settings, environ, keys):
         if key in environ:
             merged[key] = environ[key]
     return merged
+
+
+def setting_sources(own_path, own, environ, keys):
+    """{key: where its value comes from} for the layers settings < own (the
+    settings.env in the directory own_path) < environ: "the command line", that
+    file, or the project's settings.env."""
+    where = display_path(os.path.join(own_path, SETTINGS_FILE)) if own_path else ""
+    return {key: "the command line" if key in environ else where if key in own else SETTINGS_FILE
+            for key in keys}
 
 
 # ----------------------------------------------------------------- experiments

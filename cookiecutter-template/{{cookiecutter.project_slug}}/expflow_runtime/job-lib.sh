@@ -41,6 +41,29 @@ load_settings() {
   fi
 }
 
+# config_flags EXP_DIR [KEY=--FLAG ...]
+#   sets the array EXPFLOW_FLAGS to the experiment's config (SET overrides
+#   included) as command-line flags for a program that takes argparse flags:
+#   every key as --optimizer.lr=0.1, or only the keys given, under the flags
+#   given (optimizer.lr=--lr). true is the bare flag, false and null are left
+#   out, a list is the flag and its items. In a stage script:
+#     config_flags "$1" optimizer.lr=--lr training.epochs=--epochs
+#     run_stage train "$1" python3 my_train.py "${EXPFLOW_FLAGS[@]}"
+config_flags() {
+  local record count
+  local -a records=()
+  while IFS= read -r -d '' record; do
+    records+=("${record}")
+  done < <(expflow_runtime config-flags "$@")
+  count=${#records[@]}
+  if ((count == 0)) || [[ "${records[count - 1]}" != END ]]; then
+    echo "expflow: the config could not be turned into flags (see above); nothing was run" >&2
+    return 1
+  fi
+  # shellcheck disable=SC2034  # the stage script reads it
+  EXPFLOW_FLAGS=("${records[@]:0:count-1}")
+}
+
 # `module` is a shell function that batch shells may not have: load it first.
 ensure_module_command() {
   local init

@@ -9,7 +9,7 @@ submitted. The view itself is advice.py, which expflow shares.
 import collections
 import sys
 
-from . import advice, files, ledger, profiles, slurmkit, submit, tables
+from . import advice, environment, files, ledger, profiles, slurmkit, submit, tables
 
 ROOT = files.ROOT
 
@@ -70,10 +70,21 @@ def check_argv(exp_id, exp_path, resources):
     return argv[:1] + ["--test-only"] + argv[1:]
 
 
+def check_environment(settings):
+    """The job's environment (settings.env's ENV_*), checked here before the queue wait."""
+    found = environment.problems(settings)
+    if found:
+        raise files.ProjectError("the job's environment would not set up: " + "; ".join(found))
+    named = [key for key in environment.KEYS if settings.get(key)]
+    print("[OK] the job's environment sets up ({})".format(", ".join(named) if named else "none named in settings.env"))
+
+
 def cmd_check(env):
     exp_id, exp_path, resources = effective_resources(env)
     what = "experiment " + exp_id if exp_id else "the project's settings"
-    backend, why = submit.resolve_backend(profiles.project_settings(env), env)
+    settings = profiles.project_settings(env)
+    check_environment(settings)
+    backend, why = submit.resolve_backend(settings, env)
     if backend != "slurm":
         print("[OK] nothing to check for {}: jobs run on this machine ({})".format(what, why))
         return 0
@@ -82,7 +93,10 @@ def cmd_check(env):
     described = submit.describe(resources, backend)
     described += ", account " + resources["account"] if resources["account"] else ", your default account"
     if not outcome["ok"]:
-        raise files.ProjectError("SLURM would refuse {} ({}): {}".format(what, described, outcome["reason"]))
+        raise files.ProjectError("SLURM would refuse {} ({}): {}".format(what, described, advice.explain_refusal_of(
+            outcome["reason"], resources, exp_path, env)))
+    if submit.mail_warning(resources):
+        files.warn(submit.mail_warning(resources))
     print("[OK] SLURM accepts {} ({}): it would start at {} on {}; nothing was submitted".format(
         what, described, outcome["start"] or "a time it did not say", outcome["nodes"] or "a node it did not say"))
     return 0

@@ -44,11 +44,14 @@ def status_rank(row_and_state):
 
 def cmd_status(env):
     name = sweepspec.sweep_name(env["SWEEP"]) if env.get("SWEEP") else ""  # a sweep, or its file
+    exp_id = env.get("EXP", "")
     counts = collections.Counter()
     with harvest.scheduled(env, with_data=False) as (_settings, _summary, pairs):
         experiments = (warn_state_problems(exp, jobs) for exp, jobs in pairs
-                       if not name or exp["metadata"].get("sweep") == name)
+                       if (not name or exp["metadata"].get("sweep") == name) and (not exp_id or exp["id"] == exp_id))
         rows = sorted(status_rows(experiments, counts), key=status_rank)
+    if exp_id and not rows:
+        raise files.ProjectError("no experiment {} (make list shows them)".format(exp_id))
     if not rows:
         print("no experiments yet: make train EXP=001" if not env.get("SWEEP") else "no sweep " + env["SWEEP"])
         return 0
@@ -65,24 +68,39 @@ def warn_state_problems(exp, jobs):
     return exp, jobs
 
 
+def swept_first(order, swept):
+    """A sweep's swept parameters right after id and state, before the metrics:
+    what tells its rows apart must not hide behind "(22 more columns ...)"."""
+    first = [c for c in order if c in ("id", "state")]
+    first += sorted(c for c in order if c in swept)
+    return first + [c for c in order if c not in first]
+
+
 def cmd_results(env):
+    swept = set()  # the swept parameters of every sweep point, gathered as the rows stream by
+
+    def rows_of(pairs):
+        for exp, jobs in pairs:
+            swept.update(exp["metadata"].get("sweep_values") or {})
+            yield harvest.warned(harvest.result_row(exp, jobs))
+
     with harvest.scheduled(env) as (settings, summary, pairs):
         columns = harvest.column_set(summary.params, summary.metrics, summary.warnings)
-        rows = (harvest.warned(harvest.result_row(exp, jobs)) for exp, jobs in pairs)
+        rows = rows_of(pairs)
         header, viewed = harvest.view_rows(rows, columns, env)
         metric, mode = harvest.primary_metric(env, settings)
         best_first = metric in header and not env.get("SORT")
         screen = harvest.Screen(header, tables.row_limit(env), metric if best_first else "", mode)
         harvest.write_results(header, viewed, screen.add)
-    order = harvest.screen_order(header, columns)
+    order = swept_first(harvest.screen_order(header, columns), swept)
     positions = [header.index(column) for column in order]
     shown = [[row[i] for i in positions] for row in screen.rows()]
     print(tables.state_counts(screen.counts, screen.total, "experiments"))
     sys.stdout.write(tables.fitted_markdown(order, shown, tables.terminal_width(env)))
     sys.stdout.write(tables.rows_left_out(len(shown), screen.total, "the best by {} first".format(metric)
                                           if best_first else "in the files' order"))
-    print("[OK] {} experiments -> results/results.csv, results/results.md, results/results.json".format(
-        screen.total))
+    print("[OK] {} -> results/results.csv, results/results.md, results/results.json".format(
+        tables.count(screen.total, "experiment")))
     return 0
 
 

@@ -38,6 +38,8 @@ COMMANDS = {
     "compare": ("compare", "cmd_compare"),
     "report": ("report", "cmd_report"),
     "plot": ("report", "cmd_plot"),
+    "du": ("disk", "cmd_du"),
+    "prune-logs": ("disk", "cmd_prune_logs"),
 }
 # job-side steps: command -> (module, function); these take (arguments, environment)
 JOB_STEPS = {
@@ -47,6 +49,7 @@ JOB_STEPS = {
     "job-launch": ("jobrecord", "job_launch"),
     "run-local-array": ("submit", "run_local_array_command"),
     "job-settings": ("profiles", "job_settings"),
+    "config-flags": ("configs", "config_flags"),
 }
 
 

@@ -594,6 +594,8 @@ RESOURCES = (
     Resource("QOS", "--qos", "a QOS name", r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
     Resource("CONSTRAINT", "--constraint", "a node feature expression such as a100&ib", r"^[A-Za-z0-9_.&|\[\]*,:-]+$"),
     Resource("MAIL_TYPE", "--mail-type", "mail types such as END,FAIL", r"^[A-Z_]+(,[A-Z_]+)*$"),
+    Resource("MAIL_USER", "--mail-user", "an e-mail address such as alice@example.edu",
+             r"^[A-Za-z0-9._%+-]+(@[A-Za-z0-9.-]+)?$"),
     # long jobs: --requeue and --signal=B:USR1@TIME_LIMIT_GRACE while MAX_RESTARTS > 0
     Resource("TIME_LIMIT_GRACE", "", "a number of seconds such as 300", r"^\d{1,5}$"),
     Resource("MAX_RESTARTS", "", "a whole number of restarts such as 10 (0: none)", r"^\d{1,4}$"),
@@ -702,11 +704,15 @@ def requeues(resources):
 
 
 def describe_request(resources):
-    """"l40s_public, 1x l40s, 01:00:00": the partition, GPUs and time of a request."""
+    """"l40s_public, 1x l40s, 01:00:00" (with "2 nodes" and "per node" for several):
+    the partition, nodes, GPUs and time of a request."""
     parts = [resources.get("partition") or "default partition"]
+    if int(resources.get("nodes") or 1) > 1:
+        parts.append("{} nodes".format(resources["nodes"]))
     gres = gpu_request(resources.get("gpu_type", ""), resources.get("gpus", ""))
     if gres:
-        parts.append("{}x {}".format(resources["gpus"], resources.get("gpu_type") or "gpu"))
+        parts.append("{}x {}{}".format(resources["gpus"], resources.get("gpu_type") or "gpu",
+                                       " per node" if int(resources.get("nodes") or 1) > 1 else ""))
     if resources.get("time"):
         parts.append(resources["time"])
     return ", ".join(parts)

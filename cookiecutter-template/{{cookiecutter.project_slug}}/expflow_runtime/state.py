@@ -258,7 +258,8 @@ def reason(job, record, info, state):
     allowed = int(job.get("resources", {}).get("max_restarts") or 0)
     if state == "TIMEOUT" and allowed and restarts >= allowed:
         return "WARNING: no restart left (MAX_RESTARTS={}); make resume goes on from the checkpoints".format(allowed)
-    if info and info.reason and state != "RUNNING":  # sacct keeps a restarted job's old BeginTime
+    # sacct keeps a restarted job's old BeginTime, and an ended job its last pending reason
+    if info and info.reason and state != "RUNNING" and state not in slurmkit.FINAL_STATES:
         return info.reason
     if state == "PENDING" and job.get("after"):
         return "Dependency"
@@ -352,10 +353,15 @@ def asked_jobs(experiment):
 
 def merged_jobs(experiment, infos, here):
     """[(stage, merged job)] of an experiment's newest jobs, given the scheduler's
-    answer; a job of another cluster from its records (elsewhere_job)."""
-    return [(stage, elsewhere_job(job, record) if job.get("cluster") and profiles.elsewhere(job, here())
-             else merged_job(job, record, infos.get(str(job["job_id"]))))
-            for stage, job, record in latest_jobs(experiment)]
+    answer; a job of another cluster from its records (elsewhere_job); a job
+    waiting on a training that failed says so (explain_dependency)."""
+    merged = [(stage, job, elsewhere_job(job, record) if job.get("cluster") and profiles.elsewhere(job, here())
+               else merged_job(job, record, infos.get(str(job["job_id"]))))
+              for stage, job, record in latest_jobs(experiment)]
+    train = next((found for stage, _, found in merged if stage == "train"), None)
+    for _stage, entry, found in merged:
+        explain_dependency(entry, found, train)
+    return [(stage, found) for stage, _, found in merged]
 
 
 def elsewhere_job(job, record):
@@ -368,6 +374,25 @@ def elsewhere_job(job, record):
     seen = record.get("ended") or record.get("started") or job.get("submitted", "")
     merged["reason"] = "on {}, last seen {} at {}".format(job["cluster"], merged["state"], seen or "?")
     return merged
+
+
+def explain_dependency(entry, job, train):
+    """A job submitted after its training (afterok, a sweep's aftercorr) whose
+    training then ended otherwise than COMPLETED can never start: SLURM says
+    only "Dependency" (sacct) or "DependencyNeverSatisfied" (squeue). Its
+    REASON says which training and what SLURM does about it."""
+    waits = entry.get("after") or entry.get("dependency")
+    if not waits or train is None or entry.get("after") not in (None, train["job_id"]):
+        return  # no dependency, or one on an earlier training than the newest
+    if train["state"] not in slurmkit.FINAL_STATES or train["state"] == "COMPLETED":
+        return
+    cause = "train job {} ended {}".format(train["job_id"], train["state"])
+    if job["state"] == "CANCELLED":
+        job["reason"] = cause + ": cancelled by SLURM, its dependency can never be met"
+    elif job["state"] == "PENDING" and entry.get("dependency"):  # submitted with --kill-on-invalid-dep
+        job["reason"] = cause + ": SLURM cancels this job"
+    elif job["state"] == "PENDING":  # submitted by an earlier release, which waits for ever
+        job["reason"] = cause + ": this job never starts; make cancel it"
 
 
 MAY_RUN_EXCEPT = frozenset(("NEW", "LOST"))

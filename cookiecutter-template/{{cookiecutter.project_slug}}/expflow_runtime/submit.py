@@ -5,6 +5,7 @@ one local launcher, job arrays and their index files, git snapshots, cancelling.
 Standard library only, Python 3.6+.
 """
 
+import contextlib
 import json
 import os
 import shlex
@@ -60,6 +61,17 @@ def write_experiment(exp_id, config, config_text, settings, own_resources, metad
     return target
 
 
+def remove_new_experiment(exp_path):
+    """Take back an experiment this call created (its first submission was
+    refused): the directory, and its checkpoint directory on scratch if empty."""
+    checkpoints = os.path.join(exp_path, "checkpoints")
+    target = os.path.realpath(checkpoints) if os.path.islink(checkpoints) else ""
+    shutil.rmtree(exp_path)
+    if target:
+        with contextlib.suppress(OSError):
+            os.rmdir(target)  # only when empty
+
+
 def link_checkpoints(exp_path, settings, exp_id):
     """Checkpoints live under SCRATCH_ROOT/<project>/checkpoints/<id> when a scratch
     root is set (big, purgeable files), linked from the experiment."""
@@ -107,6 +119,14 @@ def resolve_backend(settings, env):
     return values.backend(settings, env)
 
 
+def mail_warning(resources):
+    """Mail asked for with no address to send it to: said, not guessed."""
+    if resources.get("mail_type") and not resources.get("mail_user"):
+        return ("MAIL_TYPE={} without MAIL_USER: SLURM mails your account on the cluster, which may be read "
+                "nowhere; set MAIL_USER in settings.env".format(resources["mail_type"]))
+    return ""
+
+
 def describe(resources, backend):
     return "local" if backend == "local" else slurmkit.describe_request(resources)
 
@@ -147,14 +167,29 @@ def sbatch_argv(stage, job_name, exp_path, resources, after_job, job_env):
             "--chdir={}".format(ROOT)]
     argv += slurmkit.resource_options(resources)
     if after_job:
-        argv.append("--dependency=afterok:" + after_job)
+        argv += dependency_options("afterok:" + after_job)
     if job_env:
         argv.append(exported(job_env))
     return argv + [stage_script(stage), exp_path]
 
 
+def dependency_options(dependency):
+    """sbatch options for a job that waits for another: SLURM ends it once the
+    dependency can never be met (a failed training), instead of keeping it
+    pending for ever."""
+    return ["--dependency=" + dependency, "--kill-on-invalid-dep=yes"]
+
+
 class NoAnswer(files.ProjectError):
     """sbatch did not answer in time: the job may or may not have been submitted."""
+
+
+class Rejected(files.ProjectError):
+    """sbatch answered with a refusal (SLURM's reason): nothing was submitted."""
+
+    def __init__(self, reason):
+        super().__init__("SLURM rejected the job: " + reason)
+        self.reason = reason
 
 
 def submit_slurm(argv):
@@ -166,7 +201,7 @@ def submit_slurm(argv):
         raise NoAnswer("sbatch did not answer within {:g} s; the job may have been submitted".format(timeout))
     if not result.ok:
         reason = slurmkit.sbatch_rejection_reason(result.stderr) if result.returncode else result.error
-        raise files.ProjectError("SLURM rejected the job: {}".format(reason))
+        raise Rejected(reason)
     try:
         return slurmkit.parse_sbatch_parsable(result.stdout)
     except ValueError as exc:
@@ -284,7 +319,7 @@ def array_argv(job_name, stage, index_path, count, resources, log_dir, parallel,
             "--array=0-{}{}".format(count - 1, "%" + parallel if parallel else "")]
     argv += slurmkit.resource_options(resources) + [exported(limits_environment(resources))]
     if dependency:
-        argv.append("--dependency=" + dependency)
+        argv += dependency_options(dependency)
     return argv + [ARRAY_TASK_SCRIPT, stage, index_path]
 
 

@@ -15,7 +15,7 @@ import os
 import socket
 import uuid
 
-from . import configs, files, ledger, profiles, slurmkit, state, submit, sweepspec, values
+from . import configs, files, ledger, profiles, slurmkit, state, submit, sweepspec, tables, values
 
 ROOT = files.ROOT
 
@@ -111,6 +111,8 @@ def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None
     for group in chunks(list(exp_ids), size):
         token = ledger.new_token()
         common = dict(place, token=token, sweep=name, resources=resources, git=git)
+        if dependency and backend == "slurm":
+            common["dependency"] = dependency  # make status says why a task never starts (state.py)
         intents = [point_intent(exp_id, stage, attempts.get(exp_id, 1), backend, ledger.job_name(name, stage, token),
                                 task, common) for task, exp_id in enumerate(group)]
         index_path = submit.write_index(directory, stage, intents)
@@ -130,8 +132,8 @@ def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None
         jobs = submit.submit_recorded(entries, launch, task_outcome)
         submitted.append((jobs[0]["array_job_id"], len(group)))
     for array_id, count in submitted:
-        print("[OK] submitted {} {} tasks of sweep {} as array {} ({})".format(
-            count, stage, name, array_id, profiles.describe_place(place, settings, why)))
+        print("[OK] submitted {} of sweep {} as array {} ({})".format(
+            tables.count(count, stage + " task"), name, array_id, profiles.describe_place(place, settings, why)))
     return submitted
 
 
@@ -269,5 +271,5 @@ def cmd_cancel(env):
     arrays = {entry["array_job_id"] for entry in entries if entry.get("backend") == "slurm"}
     local = [entry for entry in entries if entry.get("backend") == "local"]
     submit.cancel_jobs([{"backend": "slurm", "job_id": array} for array in arrays] + local)
-    print("[OK] cancel requested for sweep {}: {} unfinished jobs".format(name, len(live)))
+    print("[OK] cancel requested for sweep {}: {}".format(name, tables.count(len(live), "unfinished job")))
     return 0

@@ -35,6 +35,8 @@ def sweep_name(value):
 
 
 def read_sweep_file(path):
+    if not path:
+        raise files.ProjectError("name a sweep file: make sweep SWEEP=configs/sweep-example.yaml")
     full = os.path.join(ROOT, path)
     if not os.path.lexists(full):
         raise files.ProjectError("sweep file {} not found".format(path))

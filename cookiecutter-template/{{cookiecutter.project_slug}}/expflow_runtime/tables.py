@@ -24,6 +24,11 @@ def format_value(value):
     return "" if value is None else str(value)
 
 
+def count(number, noun):
+    """"1 experiment", "2 experiments": a count with its noun."""
+    return "{} {}{}".format(number, noun, "" if number == 1 else "s")
+
+
 def cell_text(value):
     return "" if value is None else str(value)
 
@@ -60,6 +65,21 @@ def left_out_note(header, keep):
     if keep >= len(header):
         return ""
     return "({} more columns: {})\n".format(len(header) - keep, ", ".join(header[keep:]))
+
+
+def wrapped_table(header, rows, width):
+    """Aligned columns; those that do not fit in width follow in further blocks,
+    each starting with the first column again: nothing is left out."""
+    blocks, start = [], 1
+    while True:
+        part = [header[0]] + header[start:]
+        keep, _ = columns_that_fit(part, [[r[0]] + r[start:] for r in rows], width or 10 ** 6, 2)
+        keep = max(keep, 2) if len(part) > 1 else keep
+        chosen = [0] + list(range(start, start + keep - 1))
+        blocks.append(plain_table([header[i] for i in chosen], [[r[i] for i in chosen] for r in rows], 10 ** 6))
+        start += keep - 1
+        if start >= len(header):
+            return "\n".join(blocks)
 
 
 def plain_table(header, rows, width):

@@ -64,11 +64,23 @@ def metric_name(name, value):
     return value
 
 
+# Every state a job can be shown in: SLURM's, and expflow's own (NEW: nothing submitted yet;
+# SUBMITTED: not in accounting yet; SUBMITTING: sbatch's answer lost; UNKNOWN; LOST: a local job gone).
+STATES = sorted(slurmkit.FINAL_STATES | {
+    "PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+    "RESIZING", "SIGNALING", "SPECIAL_EXIT", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD",
+    "NEW", "SUBMITTED", "SUBMITTING", "UNKNOWN", "LOST"})
+
+
 def states(name, value):
     """STATE=COMPLETED or a list COMPLETED,RUNNING of state names, or all."""
     if not WORD_LIST.match(value.replace(" ", "")):
         raise files.ProjectError("{}={!r} is not a state or a list of states such as COMPLETED,RUNNING (or all)"
                                  .format(name, value))
+    unknown = [s for s in value.replace(" ", "").upper().split(",") if s not in STATES and s != "ALL"]
+    if unknown:
+        raise files.ProjectError("{}={!r}: no state {} (states: {}; or all)".format(
+            name, value, ", ".join(unknown), ", ".join(STATES)))
     return value
 
 
@@ -239,6 +251,8 @@ RULES = {
     "PROFILE": lambda name, value: files.check_profile_name(value, name),
     "LIMIT": lambda name, value: whole_number(name, value, minimum=0),
     "ALL": lambda name, value: one_of(name, value, ("0", "1")),
+    "DEST": text,
+    "DAYS": lambda name, value: whole_number(name, value, minimum=0),
 }
 RULES.update((key, resource) for key in slurmkit.RESOURCE_KEYS)
 SUBMITS = ("train", "eval", "resume", "sweep", "sweep-retry")
@@ -258,7 +272,7 @@ READS = {
     "list": ("STATE",),
     "logs": ("EXP", "STAGE", "N"),
     "tail": ("EXP", "STAGE", "N"),
-    "status": ("SWEEP",) + SCREEN,
+    "status": ("SWEEP", "EXP") + SCREEN,
     "results": HARVEST + SCREEN,
     "best": HARVEST + ("N",),
     "report": HARVEST,
@@ -266,6 +280,8 @@ READS = {
     "resources": ("EXP",) + RESOURCES,
     "check": ("EXP",) + RESOURCES,
     "compare": (),
+    "du": ("EXP",),
+    "prune-logs": ("EXP", "DEST", "DAYS"),
 }
 # ... and every command reads the settings of one profile, which PROFILE= chooses (profiles.py)
 READS = {command: names + ("PROFILE",) for command, names in READS.items()}
