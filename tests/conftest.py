@@ -75,7 +75,10 @@ def status_rows(project: Path, **kwargs) -> dict[tuple[str, str], dict[str, str]
     every row (ALL=1); the line of counts above the table is left out."""
     out = make(project, "status", env={**kwargs.pop("env", {}), "COLUMNS": "400", "ALL": "1"}, **kwargs).stdout
     lines = [line for line in out.splitlines() if line.strip()]
-    lines = lines[next(n for n, line in enumerate(lines) if line.startswith("EXP ")):]
+    start = next((n for n, line in enumerate(lines) if line.startswith("EXP ")), None)
+    if start is None:  # "no experiments yet"
+        return {}
+    lines = lines[start:]
     header = lines[0].split()
     starts = [lines[0].index(name) for name in header]
     rows = {}

@@ -42,7 +42,8 @@ def sweep_project(tmp_path_factory) -> Path:
     project = scaffold(build_context("report-demo", None, {}), tmp_path_factory.mktemp("rep"))
     (project / "configs" / "lr.yaml").write_text(SWEEP)
     make(project, "sweep", "SWEEP=configs/lr.yaml", "MAX_PARALLEL=2", env=LOCAL)
-    make(project, "train", "EXP=broken", "SET=fail_with_exit_code=3 training.seconds_per_epoch=0", env=LOCAL)
+    make(project, "train", "EXP=broken", "SET=fail_with_exit_code=3 training.seconds_per_epoch=0", "SET_NEW=1",
+         env=LOCAL)
 
     def finished():
         states = [row["STATE"] for row in status_rows(project, env=LOCAL).values()]

@@ -144,11 +144,12 @@ def test_make_resources_prints_what_slurm_allocated(project, occupied):
 
 
 def test_recommendation_picks_a_partition_with_free_gpus(project, occupied, alice_site):
+    alice_make(project, "resources", "REFRESH=1")  # writes the access cache (a plain scaffold does not)
     report = alice_resources(project)  # the project's request: 1x l40s, and alice holds all 4
     assert report["recommendation"]["verdict"] == "queue"
     (place,) = report["recommendation"]["partitions"]
     assert place["partition"] == "l40s_public" and place["gpus_idle"] == 0
-    assert place["accounts"] == ACCOUNTS  # from the access cache scaffold wrote
+    assert place["accounts"] == ACCOUNTS  # from the access cache
     report = alice_resources(project, "GPU_TYPE=", "GPUS=2")  # any GPU type
     assert report["recommendation"]["verdict"] == "start_now"
     rows = {row["partition"]: row for row in report["partitions"]}

@@ -82,11 +82,11 @@ def dry_run_new(exp_id, env, settings):
     resources = submit.resolve_resources(settings, own_resources, env)
     backend, _why = submit.resolve_backend(settings, env)
     if backend != "slurm":
-        return submit.print_dry_run(["bash", submit.stage_script("train"), exp_path], "train")
+        return submit.print_dry_run(["bash", submit.stage_script("train"), exp_path], "train", resources)
     job_env = dict(submit.job_environment(1), **submit.limits_environment(resources))
     argv = submit.sbatch_argv("train", ledger.job_name(exp_id, "train", ledger.new_token()), exp_path, resources,
                               None, job_env)
-    return submit.print_dry_run(argv, "train")
+    return submit.print_dry_run(argv, "train", resources)
 
 
 def cmd_new(env):
