@@ -11,10 +11,9 @@ import shutil
 import sys
 from datetime import datetime, timedelta
 
-from . import files, slurmkit, state, tables
+from . import files, profiles, slurmkit, state, tables
 
 ROOT = files.ROOT
-MOVED_NOTE = "MOVED.txt"  # in an experiment's logs/: where make prune-logs put them
 PARTS = ("logs", "runs", "checkpoints")
 
 
@@ -98,7 +97,7 @@ def finished_before(jobs, records, cutoff):
 def movable(exp_path):
     """The files make prune-logs moves: the logs and the package lists."""
     found = []
-    for part, wanted in (("logs", lambda name: name != MOVED_NOTE), ("runs", lambda name: name.endswith(".txt"))):
+    for part, wanted in (("logs", lambda name: name != files.MOVED_NOTE), ("runs", lambda name: name.endswith(".txt"))):
         folder = os.path.join(exp_path, part)
         for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
             if wanted(name) and os.path.isfile(os.path.join(folder, name)):
@@ -115,7 +114,7 @@ def cmd_prune_logs(env):
                                  "space; not a scratch directory that is purged); nothing moved")
     days = int(env.get("DAYS") or 30)
     cutoff = datetime.strptime(files.now_iso()[:19], "%Y-%m-%dT%H:%M:%S") - timedelta(days=days)
-    settings = files.read_settings(ROOT)
+    settings = profiles.project_settings(env)  # the scheduler's settings of this cluster
     experiments = state.load_all(ROOT, settings)
     if env.get("EXP"):
         experiments = [exp for exp in experiments if exp["id"] == env["EXP"]]
@@ -141,15 +140,22 @@ def cmd_prune_logs(env):
 
 
 def move_files(exp_path, names, target, dry_run):
-    for name in names:
-        print("  {} -> {}".format(files.display_path(os.path.join(exp_path, name)), os.path.join(target, name)))
-        if dry_run:
-            continue
-        os.makedirs(os.path.dirname(os.path.join(target, name)), exist_ok=True)
-        if os.path.lexists(os.path.join(target, name)):
-            raise files.ProjectError("{} already exists; nothing more moved".format(os.path.join(target, name)))
-        shutil.move(os.path.join(exp_path, name), os.path.join(target, name))
+    """Move names (relative to exp_path) under target. The note comes first, so
+    that an interrupted run still says where the files went; each file goes to a
+    .part name first and is renamed into place, so that an interrupted copy
+    (another file system) leaves no half file under its own name, and a rerun
+    finishes the job."""
     if not dry_run:
-        note = os.path.join(exp_path, "logs", MOVED_NOTE)
+        note = os.path.join(exp_path, "logs", files.MOVED_NOTE)
         files.write_text_atomic(note, "make prune-logs moved this experiment's logs and package lists to {}\n"
                                 .format(target))
+    for name in names:
+        source, destination = os.path.join(exp_path, name), os.path.join(target, name)
+        print("  {} -> {}".format(files.display_path(source), destination))
+        if dry_run:
+            continue
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        if os.path.lexists(destination):
+            raise files.ProjectError("{} already exists; nothing more moved".format(destination))
+        shutil.move(source, destination + ".part")
+        os.replace(destination + ".part", destination)

@@ -223,30 +223,39 @@ def submit_new_stage(env, stage):
     if files.flag(env, "DRY_RUN"):
         return dry_run_new(exp_id, env, settings)
     create_experiment(exp_id, env, settings)
-    try:
-        return submit_existing(exp_id, exp_path, stage, env, settings)
-    except submit.Rejected as exc:
-        # nothing ran: the values SLURM refused must not stay in experiments/<id>/settings.env
-        submit.remove_new_experiment(exp_path)
-        raise files.ProjectError("{}; experiment {} was not kept".format(exc, exp_id)) from None
+    return submit_existing(exp_id, exp_path, stage, env, settings, created=True)
 
 
-def submit_existing(exp_id, exp_path, stage, env, settings):
+def submit_existing(exp_id, exp_path, stage, env, settings, created=False):
+    """created: this call made the experiment; refused by SLURM, it is taken back
+    before the lock is let go, so that no second make train can have used it."""
     with ledger.locked(exp_path, exp_id, "make " + stage):
-        current = current_jobs(exp_id, settings, env)
-        jobs = current[1]
-        previous = jobs.get(stage)
-        if previous and previous["state"] == "SUBMITTING":
-            raise files.ProjectError("a {} submission of {} is still being looked for ({}); try again in a minute"
-                                     .format(stage, exp_id, previous["reason"]))
-        if previous and not files.flag(env, "RESUBMIT"):
-            raise files.ProjectError("experiment {} already has a {} job ({}); add RESUBMIT=1 to submit another"
-                                     .format(exp_id, stage, previous["job_id"]))
-        if previous:
-            refuse_while_running(exp_id, jobs, env, "submit another " + stage)
-        if stage == "eval":
-            refuse_other_cluster(exp_id, jobs.get("train"), env, "evaluate it")
-        return submit_stage(exp_id, stage, env, settings, current)
+        try:
+            return submit_locked(exp_id, stage, env, settings)
+        except submit.Rejected as exc:
+            if not created:
+                raise
+            # nothing ran: the values SLURM refused must not stay in experiments/<id>/settings.env
+            submit.remove_new_experiment(exp_path)
+            raise files.ProjectError("{}; experiment {} was not kept".format(exc, exp_id)) from None
+
+
+def submit_locked(exp_id, stage, env, settings):
+    """submit_existing's work, under the experiment's lock."""
+    current = current_jobs(exp_id, settings, env)
+    jobs = current[1]
+    previous = jobs.get(stage)
+    if previous and previous["state"] == "SUBMITTING":
+        raise files.ProjectError("a {} submission of {} is still being looked for ({}); try again in a minute"
+                                 .format(stage, exp_id, previous["reason"]))
+    if previous and not files.flag(env, "RESUBMIT"):
+        raise files.ProjectError("experiment {} already has a {} job ({}); add RESUBMIT=1 to submit another"
+                                 .format(exp_id, stage, previous["job_id"]))
+    if previous:
+        refuse_while_running(exp_id, jobs, env, "submit another " + stage)
+    if stage == "eval":
+        refuse_other_cluster(exp_id, jobs.get("train"), env, "evaluate it")
+    return submit_stage(exp_id, stage, env, settings, current)
 
 
 def refuse_other_cluster(exp_id, train, env, what):
@@ -404,7 +413,7 @@ def cmd_logs(env):
     path, job = log_path(env)
     lines = line_count(env)
     if not os.path.exists(path):
-        moved = os.path.join(os.path.dirname(path), "MOVED.txt")  # written by make prune-logs
+        moved = os.path.join(os.path.dirname(path), files.MOVED_NOTE)  # written by make prune-logs
         if os.path.exists(moved):
             raise files.ProjectError(values.read_text_file(moved, "logs").strip())
         print("{} job {} has not written its log yet ({})".format(job["stage"], job["job_id"], path))

@@ -271,61 +271,48 @@ def cannot_write(path, exc):
     return ProjectError("cannot write {}: {}".format(display_path(path), exc.strerror or exc))
 
 
-def write_bytes_atomic(path, data, exclusive=False):
-    """Write data to a temp file of a unique name in the same directory, then
-    rename it over path: a reader sees the old file or the new one, never half of
-    one; two writers never share a temp file; on any error (disk full, permission)
-    the temp file is removed and a ProjectError names path. exclusive: create
-    path only if it does not exist yet (a hard link, atomic on NFS and Lustre
-    too); False when it did."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
-    except OSError as exc:
-        raise cannot_write(path, exc) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), file_mode())  # mkstemp makes 0600 files whatever the umask
-            handle.write(data)
-        if not exclusive:
-            os.replace(tmp, path)
-            return True
-        try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise cannot_write(path, exc) from None
-        raise
-
-
 @contextlib.contextmanager
-def atomic_text(path):
-    """A text file written as write_bytes_atomic writes, in pieces: the block
-    writes to a temp file beside path, renamed over it when the block ends
-    without error, removed otherwise."""
+def atomic_file(path, mode="w", place=os.replace):
+    """A file written atomically, in pieces: the block writes to a temp file of a
+    unique name beside path (two writers never share one), with the mode a plain
+    open() gives; when the block ends without error, place(temp, path) puts it
+    there (a rename: a reader sees the old file or the new one, never half of
+    one). On any error (disk full, permission) the temp file is removed and a
+    ProjectError names path. Text is UTF-8, written as given (no newline rewrite)."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
     except OSError as exc:
         raise cannot_write(path, exc) from None
+    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
     try:
-        with open(fd, "w", encoding="utf-8", newline="") as handle:
-            os.fchmod(handle.fileno(), file_mode())
+        with open(fd, mode, **text) as handle:
+            os.fchmod(handle.fileno(), file_mode())  # mkstemp makes 0600 files whatever the umask
             yield handle
-        os.replace(tmp, path)
+        place(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
             raise cannot_write(path, exc) from None
         raise
+
+
+def write_bytes_atomic(path, data, exclusive=False):
+    """data written as atomic_file writes. exclusive: create path only if it does
+    not exist yet (a hard link, atomic on NFS and Lustre too); False when it did."""
+    created = []
+
+    def link(tmp, target):
+        try:
+            os.link(tmp, target)
+            created.append(target)
+        except FileExistsError:
+            pass
+        os.unlink(tmp)
+
+    with atomic_file(path, "wb", link if exclusive else os.replace) as handle:
+        handle.write(data)
+    return bool(created) or not exclusive
 
 
 def write_text_atomic(path, text):
@@ -405,6 +392,9 @@ def run_record_path(exp_path, stage, job_id, restart=0):
     """A job's own record; a job SLURM started again keeps one per run."""
     suffix = ".r{}".format(restart) if int(restart or 0) else ""
     return os.path.join(exp_path, "runs", "{}-{}{}.json".format(stage, job_id, suffix))
+
+
+MOVED_NOTE = "MOVED.txt"  # in an experiment's logs/: where make prune-logs put them
 
 
 def log_name(stage, job_id):

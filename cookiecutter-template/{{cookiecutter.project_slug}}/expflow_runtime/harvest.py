@@ -193,8 +193,8 @@ def write_results(header, viewed, on_row=None):
     out_dir = os.path.join(files.ROOT, "results")
     os.makedirs(out_dir, exist_ok=True)
     paths = [os.path.join(out_dir, "results." + kind) for kind in ("csv", "md", "json")]
-    with files.atomic_text(paths[0]) as csv_file, files.atomic_text(paths[1]) as md_file, \
-            files.atomic_text(paths[2]) as json_file:
+    with files.atomic_file(paths[0]) as csv_file, files.atomic_file(paths[1]) as md_file, \
+            files.atomic_file(paths[2]) as json_file:
         writer = csv.writer(csv_file, lineterminator="\n")
         writer.writerow(header)
         md_file.write(tables.markdown_head(header))

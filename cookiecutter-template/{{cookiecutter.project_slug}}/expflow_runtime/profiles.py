@@ -196,6 +196,26 @@ def elsewhere(job, here):
     return bool(job.get("cluster")) and job["cluster"] != here
 
 
+class LazyClusterHere:
+    """A function giving the cluster here (cluster_here), asked once, and only
+    when a job that records its cluster needs it: a project of one cluster never
+    asks (on_other_cluster)."""
+
+    def __init__(self, env, root=files.ROOT):
+        self.env, self.root, self.name = env, root, None
+
+    def __call__(self):
+        if self.name is None:
+            self.name = cluster_here(self.root, self.env)[0]
+        return self.name
+
+
+def on_other_cluster(cluster, here):
+    """elsewhere for a job that records cluster ("": none), with here a
+    LazyClusterHere: asked only when the job records a cluster."""
+    return bool(cluster) and cluster != here()
+
+
 def only_here(jobs, env, root=files.ROOT):
     """The jobs (metadata entries) this cluster's scheduler can cancel; each of
     another cluster is said, not cancelled: its id here may be someone's job."""

@@ -29,10 +29,11 @@ def effective_resources(env):
     return exp_id, exp_path, submit.resolve_resources(settings, files.read_settings(exp_path, missing_ok=True), env)
 
 
-def refresh_access(user, nodes, timeout):
+def refresh_access(user, nodes, timeout, env):
     """Check every account of the user (sacctmgr) on every partition sinfo listed."""
     result = slurmkit.run_command(slurmkit.sacctmgr_assoc_argv(user), timeout=timeout)
-    cluster = files.read_settings(ROOT).get("CLUSTER", "")  # the accounts of this cluster, not of its neighbours
+    # the accounts of this cluster, not of its neighbours (its profile's CLUSTER, where there are profiles)
+    cluster = profiles.project_settings(env).get("CLUSTER", "")
     accounts = slurmkit.parse_sacctmgr_accounts(result.stdout, cluster) if result.ok else []
     partitions = list(collections.OrderedDict.fromkeys(node.partition for node in nodes))
     return advice.probe_access(user, accounts, partitions)
@@ -44,7 +45,7 @@ def cmd_resources(env):
     nodes, jobs, warnings = advice.query_cluster(timeout=timeout)
     access = advice.read_access(ROOT, user)
     if files.flag(env, "REFRESH"):
-        access = refresh_access(user, nodes, timeout)
+        access = refresh_access(user, nodes, timeout, env)
         try:
             advice.write_access(ROOT, access)
         except OSError as exc:

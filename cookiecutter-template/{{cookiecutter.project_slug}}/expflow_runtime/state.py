@@ -322,25 +322,12 @@ def settle_and_ask(asked, unsettled, settings, env):
     pairs, asked_jobs) and those of the experiments unsettled, each settled first
     (reconcile.py); here, which tells the cluster this is). A job of another
     cluster is not asked about, nor settled: only its own scheduler knows it."""
-    here = ClusterHere(env)
+    here = profiles.LazyClusterHere(env)
     unsettled_jobs = [job for exp in unsettled for job in exp["metadata"].get("jobs", [])]
-    reconcile.settle(unsettled, settings, env, here() if any(job.get("cluster") for job in unsettled_jobs) else "")
+    reconcile.settle(unsettled, settings, env, profiles.cluster_of_jobs(unsettled_jobs, env))
     pairs = set(asked).union(*map(asked_jobs, unsettled))
-    ids = {job_id for job_id, cluster in pairs if not (cluster and profiles.elsewhere({"cluster": cluster}, here()))}
+    ids = {job_id for job_id, cluster in pairs if not profiles.on_other_cluster(cluster, here)}
     return scheduler_view(sorted(ids), settings, env), here
-
-
-class ClusterHere:
-    """The cluster here (profiles.cluster_here), asked once, and only when a job
-    that records its cluster needs it: a project of one cluster never asks."""
-
-    def __init__(self, env):
-        self.env, self.name = env, None
-
-    def __call__(self):
-        if self.name is None:
-            self.name = profiles.cluster_here(files.ROOT, self.env)[0]
-        return self.name
 
 
 def asked_jobs(experiment):
@@ -355,7 +342,7 @@ def merged_jobs(experiment, infos, here):
     """[(stage, merged job)] of an experiment's newest jobs, given the scheduler's
     answer; a job of another cluster from its records (elsewhere_job); a job
     waiting on a training that failed says so (explain_dependency)."""
-    merged = [(stage, job, elsewhere_job(job, record) if job.get("cluster") and profiles.elsewhere(job, here())
+    merged = [(stage, job, elsewhere_job(job, record) if profiles.on_other_cluster(job.get("cluster", ""), here)
                else merged_job(job, record, infos.get(str(job["job_id"]))))
               for stage, job, record in latest_jobs(experiment)]
     train = next((found for stage, _, found in merged if stage == "train"), None)
