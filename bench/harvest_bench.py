@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchlib import publish  # noqa: E402
+from benchlib import MLFLOW_SEARCH_MEDIAN, publish  # noqa: E402
 
 from expflow import build_context, scaffold  # noqa: E402
 
@@ -138,14 +138,7 @@ for index in range(count):
     client.log_batch(run.info.run_id, metrics=metrics[:900], params=params)
     client.log_batch(run.info.run_id, metrics=metrics[900:])
     client.set_terminated(run.info.run_id)
-def search():
-    start = time.perf_counter()
-    runs = mlflow.search_runs(experiment_ids=[experiment], max_results=count * 2)
-    assert len(runs) == count, len(runs)
-    return time.perf_counter() - start
-search()
-print(json.dumps({"version": mlflow.__version__, "median": statistics.median(search() for _ in range(repeats))}))
-'''
+''' + MLFLOW_SEARCH_MEDIAN
 
 
 def mlflow_search(python, count, repeats):
