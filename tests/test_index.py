@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from conftest import make
+from conftest import make, run
 
 # Runs in the project: python3 DRIVER SEED STEPS. Makes experiments with the
 # runtime's writers, changes them at random, and after every step compares the
@@ -22,12 +22,14 @@ from conftest import make
 DRIVER = r'''
 import contextlib, io, json, os, random, shutil, sys, time, types
 sys.path.insert(0, os.getcwd())
-from expflow_runtime import files, index, results, state, submit
+from expflow_runtime import files, index, results, rowcache, state, submit
+from expflow_runtime import harvest as harvest_lib
 
 seed, steps = int(sys.argv[1]), int(sys.argv[2])
 rng = random.Random(seed)
 ROOT = files.ROOT
 INDEX = os.path.join(ROOT, index.INDEX_FILE)
+ROWS = os.path.join(ROOT, rowcache.ROWS_FILE)
 SHIFT = float(sys.argv[3]) if len(sys.argv) > 3 else 3600.0
 real_time = time.time
 # An hour ahead: every entry is old enough to be kept (SETTLE_SECONDS is
@@ -40,6 +42,12 @@ def counting_load(root, exp_id, *args, **kwargs):
     loads.append(exp_id)
     return real_load(root, exp_id, *args, **kwargs)
 state.load_experiment = counting_load
+renders = []
+real_row = harvest_lib.result_row
+def counting_row(exp, jobs):
+    renders.append(exp["id"])
+    return real_row(exp, jobs)
+harvest_lib.result_row = counting_row
 settings = files.read_settings(ROOT)
 
 def harvest(command, env=None):
@@ -54,25 +62,27 @@ def harvest(command, env=None):
     return found
 
 def compare(what):
-    """The experiments make results read through the index (make status then reads none)."""
-    read = {}
+    """The experiments make results read through the index (make status then
+    reads none), and the rows it rendered anew rather than from its cache."""
+    read, rendered = {}, {}
     for command in ("cmd_results", "cmd_status"):
-        del loads[:]
+        del loads[:], renders[:]
         through = harvest(command)
-        read[command] = list(loads)
-        kept = INDEX + ".kept"
-        if os.path.exists(INDEX):
-            os.replace(INDEX, kept)
+        read[command], rendered[command] = list(loads), list(renders)
+        for cache in (INDEX, ROWS):  # a full harvest: no cache at all
+            if os.path.exists(cache):
+                os.replace(cache, cache + ".kept")
         full = harvest(command)
-        if os.path.exists(kept):
-            os.replace(kept, INDEX)
+        for cache in (INDEX, ROWS):
+            if os.path.exists(cache + ".kept"):
+                os.replace(cache + ".kept", cache)
         if through != full:
             print(json.dumps({"differs": what, "command": command, "through": through, "full": full}))
             sys.exit(1)
     if read["cmd_status"] and SHIFT:  # on the real clock, what was just made is read every time
         print(json.dumps({"differs": what, "status read again": read["cmd_status"]}))
         sys.exit(1)
-    return read["cmd_results"]
+    return read["cmd_results"], rendered["cmd_results"]
 
 def new_experiment(exp_id):
     config = {"optimizer": {"lr": rng.choice([0.1, 0.01, 1.306123])}, "state": "mystate", "seed": rng.randint(0, 9)}
@@ -112,10 +122,11 @@ def damage_metadata(path):
     with open(os.path.join(path, "metadata.json"), "w") as handle:
         handle.write("{not json" + "x" * rng.randint(0, 9))
 
-def damage_index():
-    if not os.path.exists(INDEX):
-        return "no index"
-    data = bytearray(open(INDEX, "rb").read())
+def damage_index(path):
+    """The index or the row cache damaged in one of six ways -> which."""
+    if not os.path.exists(path):
+        return "missing"
+    data = bytearray(open(path, "rb").read())
     how = rng.choice(["flip", "truncate", "garbage", "delete", "header", "swap"])
     if how == "flip" and data:
         spot = rng.randrange(len(data))
@@ -125,15 +136,15 @@ def damage_index():
     elif how == "garbage":
         data = bytearray(os.urandom(rng.randint(1, 4096)))
     elif how == "header":
-        data = b"expflow-harvest-index 0\n" + data.split(b"\n", 1)[-1]
+        data = b"expflow-harvest-index 0\n" + data.split(b"\n", 1)[-1]  # another release's
     elif how == "swap":
         lines = data.split(b"\n")
         rng.shuffle(lines)
         data = b"\n".join(lines)
     if how == "delete":
-        os.unlink(INDEX)
+        os.unlink(path)
     else:
-        with open(INDEX, "wb") as handle:
+        with open(path, "wb") as handle:
             handle.write(bytes(data))
     return how
 
@@ -141,13 +152,14 @@ made = 0
 for _ in range(4):
     made += 1
     new_experiment("e{:03d}".format(made))
-first = compare("start")
-unchanged = compare("nothing changed")
-report = {"first_reads": len(first), "unchanged_reads": len(unchanged), "steps": []}
+first, _ = compare("start")
+unchanged, rendered = compare("nothing changed")
+report = {"first_reads": len(first), "unchanged_reads": len(unchanged), "unchanged_renders": len(rendered),
+          "steps": []}
 for step in range(steps):
     ids = files.list_experiment_ids(ROOT)
     action = rng.choice(["add", "add", "results", "metrics", "in_place", "record", "metadata", "delete", "archive",
-                         "index", "index", "nothing"])
+                         "index", "index", "rows", "nothing"])
     target = os.path.join(ROOT, "experiments", rng.choice(ids)) if ids else None
     if action == "add" or target is None:
         made += 1
@@ -169,8 +181,10 @@ for step in range(steps):
         os.makedirs(os.path.join(ROOT, "archive"), exist_ok=True)
         os.rename(target, os.path.join(ROOT, "archive", os.path.basename(target)))
     elif action == "index":
-        action = "index " + damage_index()
-    reads = compare(action)
+        action = "index " + damage_index(INDEX)
+    elif action == "rows":
+        action = "rows " + damage_index(ROWS)
+    reads, _ = compare(action)
     report["steps"].append([action, len(files.list_experiment_ids(ROOT)), len(reads)])
 print(json.dumps(report))
 '''
@@ -187,15 +201,17 @@ def drive(project, seed, steps, *extra):
 def test_index_gives_the_full_harvest_after_random_changes(bake, seed):
     report = drive(bake(), seed, 30)
     assert report["first_reads"] == 4 and report["unchanged_reads"] == 0  # cached: nothing read again
+    assert report["unchanged_renders"] == 0  # nor rendered again
     for action, count, reads in report["steps"]:
-        if action in ("nothing", "delete", "archive"):
+        if action in ("nothing", "delete", "archive") or action.startswith("rows "):
             assert reads == 0, report  # what is gone is dropped; the rest is not read again
         elif action in ("add", "results", "metrics", "in_place", "record", "metadata"):
             assert reads == 1, report  # the experiment changed, and only it
         elif action in ("index delete", "index garbage", "index header"):
             assert reads == count, report  # a full harvest
     actions = {step[0] for step in report["steps"]}
-    assert {"add", "results", "delete"} <= actions and any(a.startswith("index ") for a in actions), actions
+    assert {"add", "delete"} <= actions and actions & {"results", "metrics", "in_place"}, actions
+    assert any(a.startswith("index ") for a in actions) and any(a.startswith("rows ") for a in actions), actions
 
 
 def age(project, seconds=3600):
@@ -283,3 +299,39 @@ def test_corrupt_index_gives_the_same_result(bake):
     index.mkdir()  # not even a file: the harvest goes on from a private copy
     make(project, "results", "ALL=1")
     assert (project / "results" / "results.csv").read_bytes() == expected[0]
+
+
+FROM_FILES_ALONE = r'''
+import json, os, sys
+sys.path.insert(0, os.getcwd())
+from expflow_runtime import rowcache
+
+def experiment(*jobs, problems=()):
+    """jobs: (stage, backend, record state or None, extra job fields)."""
+    listed = [dict({"stage": stage, "backend": backend, "job_id": "{}-{}".format(stage, n)}, **extra)
+              for n, (stage, backend, _state, extra) in enumerate(jobs)]
+    records = {(job["stage"], job["job_id"]): {"state": state} for job, (_, _, state, _) in zip(listed, jobs) if state}
+    return {"metadata": {"jobs": listed}, "records": records, "problems": list(problems)}
+
+cases = {
+    "new": experiment(),
+    "local completed": experiment(("train", "local", "COMPLETED", {})),
+    "slurm failed, then evaluated": experiment(("train", "slurm", "FAILED", {}), ("eval", "slurm", "COMPLETED", {})),
+    "local running": experiment(("train", "local", "RUNNING", {})),
+    "slurm cancelled (maybe requeued)": experiment(("train", "slurm", "CANCELLED", {})),
+    "slurm without a record": experiment(("train", "slurm", None, {})),
+    "sbatch answer lost": experiment(("train", "slurm", None, {"unresolved": True})),
+    "another cluster's": experiment(("train", "slurm", "COMPLETED", {"cluster": "greene"})),
+    "a file unreadable": experiment(("train", "local", "COMPLETED", {}), problems=["config.json: not JSON"]),
+    "evaluation running": experiment(("train", "local", "COMPLETED", {}), ("eval", "local", "RUNNING", {})),
+}
+print(json.dumps({name: rowcache.from_files_alone(exp) for name, exp in cases.items()}))
+'''
+
+
+def test_only_rows_that_follow_from_the_files_alone_are_cached(bake):
+    """A row whose state the scheduler, a clock or a process may still change is
+    rendered at every harvest: only ended jobs with their own final record."""
+    result = run([sys.executable, "-c", FROM_FILES_ALONE], cwd=bake())
+    cached = {name for name, yes in json.loads(result.stdout).items() if yes}
+    assert cached == {"new", "local completed", "slurm failed, then evaluated"}

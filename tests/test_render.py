@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, make, run
 
 RUNTIME_PY = [f"expflow_runtime/{name}.py" for name in (
-    "__init__", "run", "slurmkit", "values", "tables", "files", "configs", "ledger", "reconcile", "state", "index",
+    "__init__", "run", "slurmkit", "values", "tables", "files", "configs", "ledger", "reconcile", "state", "index", "rowcache",
     "harvest", "comparison", "sweepspec", "curves", "profiles",
     "submit", "advice", "environment", "experiment", "results", "sweep", "resources", "compare", "report", "disk",
     "jobrecord")]

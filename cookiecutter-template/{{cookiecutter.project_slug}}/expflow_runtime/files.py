@@ -345,7 +345,8 @@ def read_json(path):
     name = os.path.basename(path)
     try:
         with open(path, "rb") as handle:
-            data = json.loads(handle.read().decode("utf-8"))
+            text = handle.read().decode("utf-8")
+        data = json.loads(text)
     except FileNotFoundError:
         return None, ""
     except OSError as exc:
@@ -356,7 +357,8 @@ def read_json(path):
         return None, "{}: {}".format(name, exc)
     except RecursionError:
         return None, "{}: nested too deep".format(name)
-    if too_deep(data):
+    # a text with no more brackets than MAX_DEPTH cannot nest deeper: the walk is for the rest
+    if text.count("[") + text.count("{") > MAX_DEPTH and too_deep(data):
         return None, "{}: nested more than {} levels deep".format(name, MAX_DEPTH)
     return data, ""
 

@@ -9,11 +9,12 @@ import collections
 import contextlib
 import csv
 import heapq
+import io
 import json
 import math
 import os
 
-from . import configs, files, index, profiles, state, tables, values
+from . import configs, files, index, profiles, rowcache, state, tables, values
 
 STATUS_COLUMNS = ["id", "sweep", "state", "exit_code", "eval_state", "cluster", "partition", "account", "gpu_type",
                   "gpus", "node", "job_id", "elapsed", "submitted", "started", "ended", "commit", "dirty"]
@@ -47,19 +48,32 @@ def result_row(exp, jobs):
 
 
 @contextlib.contextmanager
-def scheduled(env, with_data=True):
-    """(settings, index.Summary, pairs): every experiment read through the index
-    (index.py: only those whose files changed are read again) and merged with
-    ONE scheduler answer; pairs yields (experiment, [(stage, merged job)]) one
-    experiment at a time, in id order, so that 50,000 of them are never all
-    held at once. with_data=False: state only (make status)."""
+def scheduled_entries(env, with_data=True):
+    """(settings, index.Summary, entries, merged): every experiment brought up
+    to date in the index (index.py: only those whose files changed are read
+    again) and ONE scheduler answer; entries yields each index.Entry in id
+    order, and merged(entry) gives (experiment, [(stage, merged job)]), so
+    that 50,000 experiments are never all held at once, and one whose row is
+    known already need not even be parsed. with_data=False: state only (make
+    status)."""
     settings = profiles.project_settings(env)
     with index.snapshot(files.ROOT, settings, with_data) as (summary, handle):
         patterns = state.metric_patterns(settings)
         unsettled = {i: state.load_experiment(files.ROOT, i, patterns, with_data) for i in summary.unresolved}
         infos, here = state.settle_and_ask(summary.asked, list(unsettled.values()), settings, env)
-        experiments = (unsettled.get(exp["id"], exp) for exp in index.experiments(handle, files.ROOT))
-        yield settings, summary, ((exp, state.merged_jobs(exp, infos, here)) for exp in experiments)
+
+        def merged(entry):
+            exp = unsettled.get(entry.id) or index.experiment(entry, files.ROOT)
+            return exp, state.merged_jobs(exp, infos, here)
+        yield settings, summary, index.written(handle), merged
+
+
+@contextlib.contextmanager
+def scheduled(env, with_data=True):
+    """(settings, index.Summary, pairs): scheduled_entries, each entry merged:
+    pairs yields (experiment, [(stage, merged job)]) in id order."""
+    with scheduled_entries(env, with_data) as (settings, summary, entries, merged):
+        yield settings, summary, (merged(entry) for entry in entries)
 
 
 def result_columns(rows):
@@ -167,6 +181,39 @@ def view_rows(rows, columns, env):
     return header, (([text[c] for c in header], {c: native[c] for c in header}) for text, native in ordered)
 
 
+def rendered_rows(env, columns, entries, merged, render, cache):
+    """Every row as the files hold it (Rendered), in id order, after FILTER,
+    SORT and COLUMNS, streamed. Without those, rows come from the cache
+    (rowcache.py) when their entry's stamps did not change, and each row
+    rendered that follows from its files alone is cached."""
+    names, conditions, header = view_spec(columns, env)
+    if conditions or env.get("SORT") or header != names:
+        swept = {}
+
+        def rows():
+            for entry in entries:
+                exp, jobs = merged(entry)
+                swept[exp["id"]] = exp["metadata"].get("sweep_values") or ()
+                yield warned(result_row(exp, jobs))
+        _header, viewed = view_rows(rows(), columns, env)
+        return (render(text, native, swept.pop(native["id"], ()) if "id" in native else ()) for text, native in viewed)
+    return cached_rows(entries, merged, columns, render, cache)
+
+
+def cached_rows(entries, merged, columns, render, cache):
+    for entry in entries:
+        row = cache.take(entry)
+        if row is None:
+            exp, jobs = merged(entry)
+            found = warned(result_row(exp, jobs))
+            native = {name: native_value(found, kind, key) for name, kind, key in columns}
+            row = render([tables.format_value(value) for value in native.values()], native,
+                         exp["metadata"].get("sweep_values") or ())
+            if rowcache.from_files_alone(exp):
+                cache.keep(entry, row)
+        yield row
+
+
 def results_view(rows, env):
     """(header, table, natives) of rows held in memory: table holds the cells as
     text (CSV, Markdown), natives the typed values (JSON)."""
@@ -187,27 +234,50 @@ def screen_order(header, columns):
     return first + [c for c in header if c not in first]
 
 
-def write_results(header, viewed, on_row=None):
-    """results/results.{csv,md,json} from (text, native) rows, streamed, each
-    file whole or not at all; on_row(text, native) sees each row as written."""
+Rendered = collections.namedtuple("Rendered", "state metric csv md json cells swept")
+
+
+class Renderer:
+    """A row as the lines of the three result files and what the screen needs:
+    its state and metric cells, its cells, the names it was swept over.
+    Called with the row's cells as text (in the header's order) and its typed
+    values (the JSON line's)."""
+
+    def __init__(self, header, metric):
+        self.state_at = header.index("state") if "state" in header else None
+        self.metric_at = header.index(metric) if metric in header else None
+        self.csv, self.line = csv.writer(self, lineterminator="\n"), ""
+
+    def write(self, line):  # csv.writer's file: one row at a time
+        self.line = line
+
+    def __call__(self, text, native, swept=()):
+        self.csv.writerow(text)
+        return Rendered(text[self.state_at] if self.state_at is not None else None,
+                        text[self.metric_at] if self.metric_at is not None else "",
+                        self.line, tables.markdown_row(text), json_line(native), text, sorted(swept))
+
+
+def write_results(header, rows, on_row=None):
+    """results/results.{csv,md,json} from Rendered rows, streamed, each file
+    whole or not at all; on_row(row) sees each row as written."""
     out_dir = os.path.join(files.ROOT, "results")
     os.makedirs(out_dir, exist_ok=True)
     paths = [os.path.join(out_dir, "results." + kind) for kind in ("csv", "md", "json")]
     with files.atomic_file(paths[0]) as csv_file, files.atomic_file(paths[1]) as md_file, \
             files.atomic_file(paths[2]) as json_file:
-        writer = csv.writer(csv_file, lineterminator="\n")
-        writer.writerow(header)
+        csv.writer(csv_file, lineterminator="\n").writerow(header)
         md_file.write(tables.markdown_head(header))
         json_file.write("[")
         separator = "\n"
-        for text, native in viewed:
-            writer.writerow(text)
-            md_file.write(tables.markdown_row(text))
+        for row in rows:
+            csv_file.write(row.csv)
+            md_file.write(row.md)
             # one row a line: readable, and json's C encoder (indent= would use the slow Python one)
-            json_file.write(separator + json_line(native))
+            json_file.write(separator + row.json)
             separator = ",\n"
             if on_row:
-                on_row(text, native)
+                on_row(row)
         json_file.write("\n]\n" if separator == ",\n" else "]\n")
 
 
@@ -234,37 +304,40 @@ def warned(row):
 
 class Screen:
     """What make results prints of the rows it writes: the count of each state
-    and at most limit rows (None: every one), the best first by metric when
-    one is given, else in the files' order; it holds at most limit rows."""
+    and at most limit rows (None: every one), the best first by the metric
+    cell when ranked, else in the files' order; it holds at most limit rows."""
 
-    def __init__(self, header, limit, metric="", mode="max"):
-        self.metric = header.index(metric) if metric and metric in header else None
-        self.state = header.index("state") if "state" in header else None
-        self.limit, self.mode = limit, mode
+    def __init__(self, limit, ranked=False, mode="max"):
+        self.limit, self.ranked, self.mode = limit, ranked, mode
         self.counts, self.total, self.kept = collections.Counter(), 0, []
 
     def rank(self, text):
         """(0, value) for rows with the metric, the best smallest; (1, 0) for the rest."""
-        value = as_number(text[self.metric]) if self.metric is not None else None
+        value = as_number(text) if self.ranked else None
         if value is None or not math.isfinite(value):
             return 1, 0.0
         return 0, -value if self.mode == "max" else value
 
-    def add(self, text, _native=None):
+    def add(self, row):
         self.total += 1
-        if self.state is not None:
-            self.counts[text[self.state]] += 1
+        if row.state is not None:
+            self.counts[row.state] += 1
         if self.limit == 0:
             return
-        missing, value = self.rank(text)
-        item = (-missing, -value, -self.total, text)  # negated: the heap's top is the worst row kept
+        missing, value = self.rank(row.metric)
+        item = (-missing, -value, -self.total, row)  # negated: the heap's top is the worst row kept
         if self.limit is None or len(self.kept) < self.limit:
             heapq.heappush(self.kept, item)
         elif item > self.kept[0]:
             heapq.heapreplace(self.kept, item)
 
     def rows(self):
-        return [item[3] for item in sorted(self.kept, reverse=True)]
+        return [cells_of(item[3]) for item in sorted(self.kept, reverse=True)]
+
+
+def cells_of(row):
+    """A Rendered row's cells as text: a cached row keeps only its CSV line."""
+    return row.cells if row.cells is not None else next(csv.reader(io.StringIO(row.csv)))
 
 
 def json_line(row):

@@ -5,16 +5,21 @@ experiments whose files changed. Never the source of truth: missing, stale,
 damaged or from another release, it is rebuilt from experiments/ with the
 same result. One line per experiment, in id order, fields split by tabs:
 
-    crc  id  fingerprint  summary  state  data
+    crc  id  names  stamps  summary  state  data
 
-fingerprint: a hash of the names in the experiment's directory with inode,
-mtime_ns and size of what a harvest reads there (fingerprint() says what),
-taken BEFORE its files are read, so a file written meanwhile is read again
-next time. An experiment with an entry
-changed less than SETTLE_SECONDS before the harvest started gets no
-fingerprint (read again next time): a file can change twice within one tick
-of the file system's clock. state: what its state needs (its newest jobs,
-their records, problems); data: its config and metrics (null when make
+names: the files a harvest read in the experiment (JSON list, relative
+paths: its state files, then its data files); stamps: inode, mtime_ns and size
+of the experiment's directory and of each of those, taken BEFORE they were
+read, so a file written meanwhile is read again next time ("|" between the
+state files' and the data files': make status checks the first part only).
+Checking an entry is one stat per name, no listing: a
+file added, removed or replaced by rename (how the runtime writes) changes
+the directory's stamp; one written in place changes its own. runs/ and jobs/
+are stamped as directories: the runtime only renames or links files into
+them. An experiment changed less than SETTLE_SECONDS before the harvest
+started gets stamps "-" (read again next time): a file can change twice within
+one tick of the file system's clock. state: what its state needs (its newest
+jobs, their records, problems); data: its config and metrics (null when make
 status read the state only); summary: what a harvest needs before the rows
 (job ids to ask the scheduler about, column names). crc: of the rest of the
 line, so that a damaged line is read again, never a wrong row.
@@ -24,7 +29,6 @@ Standard library only, Python 3.6+.
 
 import collections
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -34,43 +38,70 @@ import zlib
 from . import files, ledger, state
 
 INDEX_FILE = os.path.join(".expflow", "harvest.index")
-FORMAT = "expflow-harvest-index 2"
+FORMAT = "expflow-harvest-index 3"
 SETTLE_SECONDS = 2
-RENAMED_ONLY = ("runs", ledger.JOURNAL)  # directories whose files are only ever renamed or linked in
+STATE_NAMES = ("metadata.json", ledger.JOURNAL, "runs")  # jobs/ and runs/: renamed or linked into only
 LOGS = "logs"
-READ = (".json", ".jsonl")  # the top-level files a harvest reads
+UNSETTLED = "-"  # the stamps of an entry read again next time
 
 Summary = collections.namedtuple("Summary", "count asked unresolved params metrics warnings")
+Entry = collections.namedtuple("Entry", "id names stamps summary state data line")
+Fingerprint = collections.namedtuple("Fingerprint", "names stamps newest present")
 
 
 # ----------------------------------------------------------------- fingerprints
 
-def fingerprint(path, with_logs):
-    """(hash, newest mtime_ns) of what a harvest reads of an experiment: the
-    names in its directory, with inode, mtime_ns and size of the files read
-    (*.json, *.jsonl), of runs/ and jobs/, and of each log when with_logs.
-    The runtime writes runs/ and jobs/ only by rename and link (jobrecord.py,
-    ledger.py), which change their directory's mtime: one stat each, not a
-    listing. ("", 0) when it cannot be read. Entries come in the directory's
-    own order: another order costs one more read, no more."""
-    found, newest, directories = [], 0, [("", path)]
+def data_names(present):
+    """What a harvest reads for an experiment's config and metrics, of the names
+    in its directory: config.json and, per stage, its results JSON or else its
+    metrics JSONL (state.stage_metrics)."""
+    names = ["config.json"] if "config.json" in present else []
+    for stage in state.STAGES:
+        results, series = "{}_results.json".format(stage), "{}_metrics.jsonl".format(stage)
+        names += [results] if results in present else [series] if series in present else []
+    return names
+
+
+def fingerprint(path, with_data, with_logs):
+    """Fingerprint of what a harvest is about to read of an experiment (each
+    directory stamped before it is listed), or None when it cannot be read.
+    stamps: those of the directory and its state files, "|", those of its data
+    files (make status checks the first part only). present: the names in its
+    directory (sorted), for state.load_experiment."""
     try:
-        for prefix, directory in directories:  # grows while read: logs/ with_logs
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    name = entry.name
-                    if prefix or name.endswith(READ) or name in RENAMED_ONLY:
-                        info = entry.stat(follow_symlinks=False)
-                        found.append("{}{} {} {} {}".format(prefix, name, entry.inode(), info.st_mtime_ns,
-                                                            info.st_size))
-                        newest = max(newest, info.st_mtime_ns)
-                    else:
-                        found.append(name)
-                        if with_logs and name == LOGS and not prefix:
-                            directories.append((LOGS + "/", entry.path))
+        top = os.lstat(path)  # a link put in its place is another stamp, never followed
+        present = sorted(os.listdir(path))
+        names = [name for name in STATE_NAMES if name in present]
+        state_infos = [top] + [os.stat(os.path.join(path, name)) for name in names]
+        data = data_names(present) if with_data else []
+        data_infos = [os.stat(os.path.join(path, name)) for name in data]
+        if with_data and with_logs and LOGS in present:
+            logs = os.path.join(path, LOGS)
+            data.append(LOGS)
+            data_infos.append(os.stat(logs))
+            for log in sorted(os.listdir(logs)):
+                data.append(LOGS + "/" + log)
+                data_infos.append(os.stat(os.path.join(logs, log)))
     except OSError:
-        return "", 0
-    return hashlib.sha1("\0".join(found).encode("utf-8", "surrogateescape")).hexdigest(), newest
+        return None
+    newest = max(info.st_mtime_ns for info in state_infos + data_infos)
+    return Fingerprint(names + data, stamps_of(state_infos) + "|" + stamps_of(data_infos), newest, present)
+
+
+def stamps_of(infos):
+    return ",".join(["%d:%d:%d" % (info.st_ino, info.st_mtime_ns, info.st_size) for info in infos])
+
+
+def unchanged(path, names, stamps, with_data):
+    """Whether the experiment's directory and the files named (its state files
+    only, without with_data) are as stamped."""
+    prefix, (names, state_count) = path + os.sep, names
+    try:
+        infos = [os.lstat(path)] + [os.stat(prefix + name) for name in (names if with_data else names[:state_count])]
+    except OSError:
+        return False
+    state, _, data = stamps.partition("|")
+    return stamps_of(infos[:state_count + 1]) == state and (not with_data or stamps_of(infos[state_count + 1:]) == data)
 
 
 def index_key(settings):
@@ -116,10 +147,10 @@ def summary_of(experiment, with_data):
     return [asked, int(unresolved), params, metrics, int(bool(problems))]
 
 
-def entry_line(exp_id, fp, experiment, with_data):
+def entry_line(exp_id, names, stamps, experiment, with_data):
     """(line of the index as bytes, its summary) for a freshly read experiment."""
     summary = summary_of(experiment, with_data)
-    fields = [exp_id, fp, json.dumps(summary), json.dumps(state_part(experiment)),
+    fields = [exp_id, json.dumps(names), stamps, json.dumps(summary), json.dumps(state_part(experiment)),
               json.dumps(data_part(experiment)) if with_data else "null"]
     return sealed("\t".join(fields)), summary
 
@@ -128,76 +159,105 @@ def sealed(rest):
     return "{:08x}\t{}\n".format(zlib.crc32(rest.encode("ascii")), rest).encode("ascii")
 
 
-def read_entry(line):
-    """(id, fingerprint, fields, line) of an index line, or None when it is damaged."""
-    try:
-        text = line.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    if not text.endswith("\n"):
+def unsealed(line, count):
+    """The count fields of a line sealed() made, or None when it is damaged."""
+    if not line.endswith(b"\n") or line[8:9] != b"\t":
         return None  # cut short
-    crc, _, rest = text[:-1].partition("\t")
-    fields = rest.split("\t")
-    if len(fields) != 5 or crc != "{:08x}".format(zlib.crc32(rest.encode("ascii"))):
+    rest = line[9:-1]
+    try:
+        if int(line[:8], 16) != zlib.crc32(rest):
+            return None
+        fields = rest.decode("ascii").split("\t")
+    except (ValueError, UnicodeDecodeError):
         return None
-    return fields[0], fields[1], fields, line
+    return fields if len(fields) == count else None
 
 
-def old_entries(path, key):
-    """The entries of the index as the last harvest left it, in id order; none
-    when it is missing or of another format; damaged lines are left out."""
+def entries(handle, kind=Entry):
+    """Every entry of a file of sealed lines open after its header, as kind
+    (fields, then the line), in id order: damaged or out-of-order lines are
+    left out."""
+    last, count = "", len(kind._fields) - 1
+    for line in handle:
+        fields = unsealed(line, count)
+        if fields and fields[0] > last:
+            last = fields[0]
+            yield kind(*fields, line)
+
+
+def old_entries(path, key, kind=Entry):
+    """The entries of a file of sealed lines whose header is key (the index as
+    the last harvest left it), in id order; none when it is missing or its
+    header is another."""
     try:
         handle = open(path, "rb")
     except OSError:
         return
     with handle:
-        if handle.readline() != (key + "\n").encode("utf-8"):
-            return
-        last = ""
-        for line in handle:
-            entry = read_entry(line)
-            if entry and entry[0] > last:
-                last = entry[0]
-                yield entry
+        if handle.readline() == (key + "\n").encode("utf-8"):
+            yield from entries(handle, kind)
 
 
 class Lookup:
-    """Entries of the old index by id, for ids asked in increasing order (both
-    are sorted: one pass over each)."""
+    """Entries of an index (or any items with an id) by id, for ids asked in
+    increasing order (both are sorted: one pass over each)."""
 
-    def __init__(self, entries):
-        self.entries = entries
-        self.current = next(entries, None)
+    def __init__(self, items):
+        self.items = items
+        self.current = next(items, None)
 
     def take(self, exp_id):
-        while self.current is not None and self.current[0] < exp_id:
-            self.current = next(self.entries, None)
-        if self.current is None or self.current[0] != exp_id:
+        while self.current is not None and self.current.id < exp_id:
+            self.current = next(self.items, None)
+        if self.current is None or self.current.id != exp_id:
             return None
-        found, self.current = self.current, next(self.entries, None)
+        found, self.current = self.current, next(self.items, None)
         return found
+
+
+class Memo(dict):
+    """parse(text) of texts that repeat (the names and summaries of 10,000
+    experiments are mostly alike), each parsed once."""
+
+    def __init__(self, parse=json.loads):
+        super().__init__()
+        self.parse = parse
+
+    def __missing__(self, text):
+        self[text] = value = self.parse(text)
+        return value
+
+
+def names_and_state_count(text):
+    names = json.loads(text)
+    return names, sum(1 for name in names if name in STATE_NAMES)
 
 
 # ----------------------------------------------------------------- bringing it up to date
 
 def refresh(root, settings, with_data, out):
     """Write the index of every experiment to out, reading again only those
-    whose fingerprint changed (with_data: config and metrics too) -> Summary."""
+    whose stamps changed (with_data: config and metrics too) -> Summary."""
     patterns = state.metric_patterns(settings)
     key = index_key(settings)
     recent = int((time.time() - SETTLE_SECONDS) * 1e9)
     old = Lookup(old_entries(os.path.join(root, INDEX_FILE), key))
     out.write((key + "\n").encode("utf-8"))
+    names_of, summaries = Memo(names_and_state_count), Memo()
     count, asked, unresolved, params, metrics, warnings = 0, set(), [], set(), set(), False
-    for exp_id in files.list_experiment_ids(root):
-        fp, newest = fingerprint(files.experiment_dir(root, exp_id), bool(patterns))
-        fp = fp if fp and newest < recent else ""
+    base = files.experiments_dir(root)
+    for exp_id in files.list_experiment_ids(root):  # no links among them
+        path = os.path.join(base, exp_id)
         entry = old.take(exp_id)
-        if entry and fp and entry[1] == fp and (entry[2][4] != "null" or not with_data):
-            line, summary = entry[3], json.loads(entry[2][2])
+        if entry and entry.stamps != UNSETTLED and (entry.data != "null" or not with_data) \
+                and unchanged(path, names_of[entry.names], entry.stamps, with_data):
+            line, summary = entry.line, summaries[entry.summary]
         else:
-            experiment = state.load_experiment(root, exp_id, patterns, with_data)
-            line, summary = entry_line(exp_id, fp or "-", experiment, with_data)
+            found = fingerprint(path, with_data, bool(patterns))
+            experiment = state.load_experiment(root, exp_id, patterns, with_data, found and found.present)
+            settled = found is not None and found.newest < recent
+            line, summary = entry_line(exp_id, found.names if found else [], found.stamps if settled else UNSETTLED,
+                                       experiment, with_data)
         out.write(line)
         count += 1
         asked.update(map(tuple, summary[0]))
@@ -209,24 +269,37 @@ def refresh(root, settings, with_data, out):
     return Summary(count, asked, unresolved, params, metrics, warnings)
 
 
-def experiments(handle, root):
-    """Every experiment of an index written by refresh, one at a time, in the
-    shape state.load_experiment gives (records of the newest jobs only)."""
+def experiment(entry, root):
+    """The experiment of an entry, in the shape state.load_experiment gives
+    (records of the newest jobs only)."""
+    entry = parsed(entry)
+    part = json.loads(entry.state)
+    data = json.loads(entry.data) or {"config": {}, "metrics": {}, "problems": []}
+    return {
+        "id": entry.id, "path": os.path.join(files.experiments_dir(root), entry.id),
+        "metadata": {"jobs": part["jobs"], "sweep": part["sweep"], "sweep_values": part["sweep_values"],
+                     "description": part["description"]},
+        "records": {(r["stage"], str(r["job_id"])): r for r in part["records"]},
+        "config": data["config"], "metrics": data["metrics"], "unreadable": part["unreadable"],
+        "state_problems": part["problems"], "data_problems": data["problems"],
+        "problems": part["problems"] + data["problems"],
+    }
+
+
+def written(handle):
+    """The entries refresh wrote to handle, read back from its start. Its own
+    lines, just written: no check, and only id, names and stamps are split off
+    (experiment() parses the rest of the entries it is asked for)."""
     handle.seek(0)
     handle.readline()
     for line in handle:
-        _crc, exp_id, _fp, _summary, state_text, data_text = line.decode("ascii").rstrip("\n").split("\t")
-        part = json.loads(state_text)
-        data = json.loads(data_text) or {"config": {}, "metrics": {}, "problems": []}
-        yield {
-            "id": exp_id, "path": os.path.join(files.experiments_dir(root), exp_id),
-            "metadata": {"jobs": part["jobs"], "sweep": part["sweep"], "sweep_values": part["sweep_values"],
-                         "description": part["description"]},
-            "records": {(r["stage"], str(r["job_id"])): r for r in part["records"]},
-            "config": data["config"], "metrics": data["metrics"], "unreadable": part["unreadable"],
-            "state_problems": part["problems"], "data_problems": data["problems"],
-            "problems": part["problems"] + data["problems"],
-        }
+        _crc, exp_id, names, stamps, _rest = line.split(b"\t", 4)
+        yield Entry(exp_id.decode("ascii"), names, stamps.decode("ascii"), None, None, None, line)
+
+
+def parsed(entry):
+    """entry with every field split off (written() leaves some to do)."""
+    return entry if entry.state is not None else Entry(*unsealed(entry.line, 6), entry.line)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ Standard library only, Python 3.6+.
 import collections
 import sys
 
-from . import files, harvest, state, sweepspec, tables, values
+from . import files, harvest, rowcache, state, sweepspec, tables, values
 
 # ----------------------------------------------------------------- status
 
@@ -79,19 +79,19 @@ def swept_first(order, swept):
 def cmd_results(env):
     swept = set()  # the swept parameters of every sweep point, gathered as the rows stream by
 
-    def rows_of(pairs):
-        for exp, jobs in pairs:
-            swept.update(exp["metadata"].get("sweep_values") or {})
-            yield harvest.warned(harvest.result_row(exp, jobs))
+    def shown(row):
+        swept.update(row.swept)
+        screen.add(row)
 
-    with harvest.scheduled(env) as (settings, summary, pairs):
+    with harvest.scheduled_entries(env) as (settings, summary, entries, merged):
         columns = harvest.column_set(summary.params, summary.metrics, summary.warnings)
-        rows = rows_of(pairs)
-        header, viewed = harvest.view_rows(rows, columns, env)
+        header = harvest.view_spec(columns, env)[2]
         metric, mode = harvest.primary_metric(env, settings)
         best_first = metric in header and not env.get("SORT")
-        screen = harvest.Screen(header, tables.row_limit(env), metric if best_first else "", mode)
-        harvest.write_results(header, viewed, screen.add)
+        screen = harvest.Screen(tables.row_limit(env), best_first, mode)
+        with rowcache.RowCache(files.ROOT, rowcache.cache_key(settings, columns, metric), harvest.Rendered) as cache:
+            rows = harvest.rendered_rows(env, columns, entries, merged, harvest.Renderer(header, metric), cache)
+            harvest.write_results(header, rows, shown)
     order = swept_first(harvest.screen_order(header, columns), swept)
     positions = [header.index(column) for column in order]
     shown = [[row[i] for i in positions] for row in screen.rows()]

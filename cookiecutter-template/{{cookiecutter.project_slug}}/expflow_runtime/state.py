@@ -105,10 +105,11 @@ def stage_metrics(path, present, metadata, stage, patterns, problems):
     return metrics
 
 
-def load_experiment(root, exp_id, patterns=(), with_data=True):
+def load_experiment(root, exp_id, patterns=(), with_data=True, present=None):
     """One experiment's files -> dict; problems are collected, never raised.
-    with_data=False: what its state needs only (make status), no config or metrics."""
-    experiment = load_state(root, exp_id)
+    with_data=False: what its state needs only (make status), no config or metrics.
+    present: the names in its directory, when the caller has just listed it."""
+    experiment = load_state(root, exp_id, present)
     experiment.update(config={}, metrics={}, data_problems=[])
     if with_data:
         experiment.update(load_data(experiment, patterns))
@@ -116,7 +117,7 @@ def load_experiment(root, exp_id, patterns=(), with_data=True):
     return experiment
 
 
-def load_state(root, exp_id):
+def load_state(root, exp_id, present=None):
     """What an experiment's state comes from: its metadata, the journal of its
     jobs, their records; "present": the names in its directory."""
     path = files.experiment_dir(root, exp_id)
@@ -129,7 +130,7 @@ def load_state(root, exp_id):
         metadata = {"jobs": []}
     ledger.with_journal(metadata, path)
     try:
-        present = sorted(os.listdir(path))
+        present = sorted(os.listdir(path)) if present is None else present
     except OSError as exc:
         present = []
         problems.append("experiments/{}: {}".format(exp_id, exc.strerror or exc))

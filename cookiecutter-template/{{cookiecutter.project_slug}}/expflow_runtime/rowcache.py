@@ -1,0 +1,102 @@
+# Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
+"""The rows make results rendered last time, .expflow/results.rows: an
+experiment whose index entry kept its stamps (its files did not change) and
+whose row follows from its files alone is not rendered again. A cache like the
+index: missing, damaged, or rendered for other columns, every row is rendered
+anew, the same. One sealed line per experiment (index.sealed), in id order:
+
+    crc  id  stamps  row
+
+row: the Rendered row (harvest.Renderer) as a JSON list.
+
+Standard library only, Python 3.6+.
+"""
+
+import collections
+import contextlib
+import json
+import os
+import tempfile
+
+from . import files, index, slurmkit, state
+
+ROWS_FILE = os.path.join(".expflow", "results.rows")
+FORMAT = "expflow-results-rows 1"
+
+Cached = collections.namedtuple("Cached", "id stamps row line")
+
+
+def cache_key(settings, columns, metric):
+    """What every row depends on besides its experiment's files."""
+    return json.dumps([FORMAT, index.index_key(settings), columns, metric])
+
+
+def from_files_alone(experiment):
+    """Whether an experiment's row follows from its files alone: each newest
+    job ended and recorded it, none is asked of a scheduler, waits on a lost
+    sbatch answer or runs on another cluster, and nothing is to be warned of
+    (a warning is said at every harvest)."""
+    if experiment["problems"]:
+        return False
+    for _stage, job, record in state.latest_jobs(experiment):
+        if job.get("unresolved") or job.get("cluster") or state.needs_scheduler(job, record) \
+                or (record or {}).get("state") not in slurmkit.FINAL_STATES:
+            return False
+    return True
+
+
+class RowCache:
+    """take(entry): the row cached for an index entry with the same stamps, or
+    None; keep(entry, row): cache it for the next harvest. Used as a context:
+    the new cache is written beside the old one as rows come, and put in its
+    place (a rename) when the block ends without error. A cache that cannot be
+    written (a full disk, a lab-mate's project) is no cache: never an error."""
+
+    def __init__(self, root, key, rendered):
+        self.path, self.rendered = os.path.join(root, ROWS_FILE), rendered
+        self.old = index.Lookup(index.old_entries(self.path, key, Cached))
+        self.out = self.tmp = None
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(self.path))
+            self.out = os.fdopen(fd, "wb")
+        except OSError:
+            return
+        self.write((key + "\n").encode("utf-8"))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error, _value, _traceback):
+        if self.out is not None:
+            with contextlib.suppress(OSError):
+                self.out.close()
+                if error is None:
+                    os.chmod(self.tmp, files.file_mode())
+                    os.replace(self.tmp, self.path)
+                    return
+        if self.tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+
+    def write(self, data):
+        if self.out is None:
+            return
+        try:
+            self.out.write(data)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.out.close()
+            self.out = None
+
+    def take(self, entry):
+        found = self.old.take(entry.id) if entry.stamps != index.UNSETTLED else None
+        if found is None or found.stamps != entry.stamps:
+            return None
+        self.write(found.line)
+        return self.rendered(*json.loads(found.row))
+
+    def keep(self, entry, row):
+        """Cache row (its cells are in its CSV line: harvest.cells_of)."""
+        if entry.stamps != index.UNSETTLED:
+            self.write(index.sealed("\t".join([entry.id, entry.stamps, json.dumps(row._replace(cells=None))])))
