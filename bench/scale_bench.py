@@ -172,7 +172,9 @@ for index in range(count):
     client.set_terminated(run.info.run_id)
 ''' + MLFLOW_SEARCH_MEDIAN
 
-ENV = dict(os.environ, COLUMNS="200", LINES="40")
+# make runs the bench's own Python (the Makefile's PYTHON ?= python3): on PATH, python3 may be a
+# pyenv shim, a shell script that adds its own start-up to every command
+ENV = dict(os.environ, COLUMNS="200", LINES="40", PYTHON=sys.executable)
 
 
 def build(root, count, lines):
@@ -221,7 +223,11 @@ def interleaved(repeats, commands, cwd):
 
 
 def drop_index(project):
-    return lambda: (project / ".expflow" / "harvest.index").unlink(missing_ok=True)
+    """A full harvest next: the index and the row caches gone."""
+    def drop():
+        for name in ("harvest.index", "results.rows", "status.rows"):
+            (project / ".expflow" / name).unlink(missing_ok=True)
+    return drop
 
 
 def peak_rss_mib(argv, cwd, before=None):
@@ -318,8 +324,9 @@ def report(args, small, large, lines100, mlflow, built):
         "(interleaved, so that the noise of this shared 2-core machine falls on each alike), wall time and the "
         "CPU time of the command's processes (user + system, steadier when the machine is shared). Finished "
         "experiments written by the runtime's own writers (a 20-line metrics JSONL each), dated an hour back; "
-        f"{n} written in {built[0]:.0f} s, {m} in {built[1]:.0f} s. Cold: no `.expflow/harvest.index` (a full "
-        "harvest, which writes it); warm: the index up to date.", "",
+        f"{n} written in {built[0]:.0f} s, {m} in {built[1]:.0f} s. Cold: no `.expflow/harvest.index` nor row "
+        "caches (a full harvest, which writes them); warm: the index up to date. `make` ran "
+        f"`PYTHON={sys.executable}`.", "",
         "| figure | wall | CPU | goal (issue 14) |", "| --- | --- | --- | --- |",
         row(f"cold `make results` at {n} / a minimal stdlib reader of every file an experiment has (20-line JSONL)",
             pair(small, small, "cold", "every"), "<= 1.2x"),

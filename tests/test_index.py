@@ -30,6 +30,7 @@ rng = random.Random(seed)
 ROOT = files.ROOT
 INDEX = os.path.join(ROOT, index.INDEX_FILE)
 ROWS = os.path.join(ROOT, rowcache.ROWS_FILE)
+STATUS_ROWS = os.path.join(ROOT, rowcache.STATUS_FILE)
 SHIFT = float(sys.argv[3]) if len(sys.argv) > 3 else 3600.0
 real_time = time.time
 # An hour ahead: every entry is old enough to be kept (SETTLE_SECONDS is
@@ -69,11 +70,11 @@ def compare(what):
         del loads[:], renders[:]
         through = harvest(command)
         read[command], rendered[command] = list(loads), list(renders)
-        for cache in (INDEX, ROWS):  # a full harvest: no cache at all
+        for cache in (INDEX, ROWS, STATUS_ROWS):  # a full harvest: no cache at all
             if os.path.exists(cache):
                 os.replace(cache, cache + ".kept")
         full = harvest(command)
-        for cache in (INDEX, ROWS):
+        for cache in (INDEX, ROWS, STATUS_ROWS):
             if os.path.exists(cache + ".kept"):
                 os.replace(cache + ".kept", cache)
         if through != full:
@@ -183,7 +184,7 @@ for step in range(steps):
     elif action == "index":
         action = "index " + damage_index(INDEX)
     elif action == "rows":
-        action = "rows " + damage_index(ROWS)
+        action = "rows " + damage_index(rng.choice([ROWS, STATUS_ROWS]))
     reads, _ = compare(action)
     report["steps"].append([action, len(files.list_experiment_ids(ROOT)), len(reads)])
 print(json.dumps(report))

@@ -210,7 +210,7 @@ def cached_rows(entries, merged, columns, render, cache):
             row = render([tables.format_value(value) for value in native.values()], native,
                          exp["metadata"].get("sweep_values") or ())
             if rowcache.from_files_alone(exp):
-                cache.keep(entry, row)
+                cache.keep(entry, row._replace(cells=None))  # the cells are in its CSV line: cells_of
         yield row
 
 

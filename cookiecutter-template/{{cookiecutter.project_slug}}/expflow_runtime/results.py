@@ -5,6 +5,7 @@ Standard library only, Python 3.6+.
 """
 
 import collections
+import os
 import sys
 
 from . import files, harvest, rowcache, state, sweepspec, tables, values
@@ -15,24 +16,41 @@ STATUS_HEADER = ["EXP", "STAGE", "JOB", "STATE", "EXIT", "PARTITION", "GPU", "EL
 UNFINISHED, FAILED, SETTLED = range(3)  # the order make status shows rows in
 
 
-def status_rows(experiments, counts):
-    """(row, state) of make status, one per job (an experiment without one: a
-    row of its own); counts gains the state of each experiment's training."""
-    for exp, jobs in experiments:
-        unsubmitted = state.unsubmitted_state(exp)
-        counts[dict(jobs)["train"]["state"] if "train" in dict(jobs) else unsubmitted] += 1
-        for stage, job in jobs:
-            gpu = "{}x {}".format(job["gpus"], job["gpu_type"] or "gpu") if str(job["gpus"]) not in ("", "0") else ""
-            yield [exp["id"], stage, job["job_id"], state.describe_state(job), job["exit_code"], job["partition"],
-                   gpu, job["elapsed"], job["node"], job["reason"]], job["state"]
-        if not jobs:
-            yield [exp["id"], "", "", unsubmitted, "", "", "", "", "", exp.get("unreadable", "")], unsubmitted
+StatusRows = collections.namedtuple("StatusRows", "counted sweep rows problems")
 
 
-def status_rank(row_and_state):
+def status_of(exp, jobs):
+    """StatusRows of an experiment: the state its training counts as, its
+    sweep, its rows (one per job, else one of its own), each with the job's
+    state last, and the problems of its state files."""
+    unsubmitted = state.unsubmitted_state(exp)
+    rows = []
+    for stage, job in jobs:
+        gpu = "{}x {}".format(job["gpus"], job["gpu_type"] or "gpu") if str(job["gpus"]) not in ("", "0") else ""
+        rows.append([exp["id"], stage, job["job_id"], state.describe_state(job), job["exit_code"], job["partition"],
+                     gpu, job["elapsed"], job["node"], job["reason"], job["state"]])
+    if not jobs:
+        rows.append([exp["id"], "", "", unsubmitted, "", "", "", "", "", exp.get("unreadable", ""), unsubmitted])
+    counted = dict(jobs)["train"]["state"] if "train" in dict(jobs) else unsubmitted
+    return StatusRows(counted, exp["metadata"].get("sweep", ""), rows, exp["state_problems"])
+
+
+def statuses(entries, merged, cache):
+    """StatusRows of every entry, from the cache when its stamps did not change."""
+    for entry in entries:
+        found = cache.take(entry)
+        if found is None:
+            exp, jobs = merged(entry)
+            found = status_of(exp, jobs)
+            if rowcache.from_files_alone(exp):
+                cache.keep(entry, found)
+        yield entry.id, found
+
+
+def status_rank(row):
     """Jobs that may still run first, then those that failed, then the rest
-    (completed, new), each by id and stage."""
-    row, job_state = row_and_state
+    (completed, new), each by id and stage; row: a status row, its job's state last."""
+    job_state = row[-1]
     if state.may_still_run({"state": job_state}):
         group = UNFINISHED
     elif job_state in state.RESUMABLE:
@@ -45,27 +63,27 @@ def status_rank(row_and_state):
 def cmd_status(env):
     name = sweepspec.sweep_name(env["SWEEP"]) if env.get("SWEEP") else ""  # a sweep, or its file
     exp_id = env.get("EXP", "")
-    counts = collections.Counter()
-    with harvest.scheduled(env, with_data=False) as (_settings, _summary, pairs):
-        experiments = (warn_state_problems(exp, jobs) for exp, jobs in pairs
-                       if (not name or exp["metadata"].get("sweep") == name) and (not exp_id or exp["id"] == exp_id))
-        rows = sorted(status_rows(experiments, counts), key=status_rank)
+    counts, rows = collections.Counter(), []
+    with harvest.scheduled_entries(env, with_data=False) as (settings, _summary, entries, merged):
+        key = rowcache.cache_key(settings, "status")
+        with rowcache.RowCache(os.path.join(files.ROOT, rowcache.STATUS_FILE), key, StatusRows) as cache:
+            for found_id, found in statuses(entries, merged, cache):
+                if (not name or found.sweep == name) and (not exp_id or found_id == exp_id):
+                    if found.problems:
+                        files.warn("experiment {}: {}".format(found_id, "; ".join(found.problems)))
+                    counts[found.counted] += 1
+                    rows += found.rows
+    rows.sort(key=status_rank)
     if exp_id and not rows:
         raise files.ProjectError("no experiment {} (make list shows them)".format(exp_id))
     if not rows:
         print("no experiments yet: make train EXP=001" if not env.get("SWEEP") else "no sweep " + env["SWEEP"])
         return 0
-    shown = [row for row, _ in rows[:tables.row_limit(env)]]
+    shown = [row[:-1] for row in rows[:tables.row_limit(env)]]
     print(tables.state_counts(counts, sum(counts.values()), "experiments"))
     sys.stdout.write(tables.plain_table(STATUS_HEADER, shown, tables.terminal_width(env)))
     sys.stdout.write(tables.rows_left_out(len(shown), len(rows), "unfinished and failed first"))
     return 0
-
-
-def warn_state_problems(exp, jobs):
-    if exp["state_problems"]:
-        files.warn("experiment {}: {}".format(exp["id"], "; ".join(exp["state_problems"])))
-    return exp, jobs
 
 
 def swept_first(order, swept):
@@ -89,7 +107,8 @@ def cmd_results(env):
         metric, mode = harvest.primary_metric(env, settings)
         best_first = metric in header and not env.get("SORT")
         screen = harvest.Screen(tables.row_limit(env), best_first, mode)
-        with rowcache.RowCache(files.ROOT, rowcache.cache_key(settings, columns, metric), harvest.Rendered) as cache:
+        key = rowcache.cache_key(settings, columns, metric)
+        with rowcache.RowCache(os.path.join(files.ROOT, rowcache.ROWS_FILE), key, harvest.Rendered) as cache:
             rows = harvest.rendered_rows(env, columns, entries, merged, harvest.Renderer(header, metric), cache)
             harvest.write_results(header, rows, shown)
     order = swept_first(harvest.screen_order(header, columns), swept)

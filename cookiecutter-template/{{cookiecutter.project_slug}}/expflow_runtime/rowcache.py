@@ -1,13 +1,15 @@
 # Part of expflow's generated runtime (see VERSION): `expflow update` replaces this folder.
-"""The rows make results rendered last time, .expflow/results.rows: an
-experiment whose index entry kept its stamps (its files did not change) and
-whose row follows from its files alone is not rendered again. A cache like the
-index: missing, damaged, or rendered for other columns, every row is rendered
-anew, the same. One sealed line per experiment (index.sealed), in id order:
+"""The rows make results and make status rendered last time,
+.expflow/results.rows and .expflow/status.rows: an experiment whose index
+entry kept its stamps (its files did not change) and whose rows follow from
+its files alone is not rendered again. A cache like the index: missing,
+damaged, or rendered for other columns, every row is rendered anew, the same.
+One sealed line per experiment (index.sealed), in id order:
 
     crc  id  stamps  row
 
-row: the Rendered row (harvest.Renderer) as a JSON list.
+row: what the command renders of the experiment (harvest.Rendered, StatusRows)
+as a JSON list.
 
 Standard library only, Python 3.6+.
 """
@@ -21,14 +23,16 @@ import tempfile
 from . import files, index, slurmkit, state
 
 ROWS_FILE = os.path.join(".expflow", "results.rows")
-FORMAT = "expflow-results-rows 1"
+STATUS_FILE = os.path.join(".expflow", "status.rows")
+FORMAT = "expflow-rows 1"
 
 Cached = collections.namedtuple("Cached", "id stamps row line")
 
 
-def cache_key(settings, columns, metric):
-    """What every row depends on besides its experiment's files."""
-    return json.dumps([FORMAT, index.index_key(settings), columns, metric])
+def cache_key(settings, *view):
+    """What every row depends on besides its experiment's files: the index's
+    settings and the view's (for results, its columns and metric)."""
+    return json.dumps([FORMAT, index.index_key(settings)] + list(view))
 
 
 def from_files_alone(experiment):
@@ -52,8 +56,8 @@ class RowCache:
     place (a rename) when the block ends without error. A cache that cannot be
     written (a full disk, a lab-mate's project) is no cache: never an error."""
 
-    def __init__(self, root, key, rendered):
-        self.path, self.rendered = os.path.join(root, ROWS_FILE), rendered
+    def __init__(self, path, key, kind):
+        self.path, self.kind = path, kind
         self.old = index.Lookup(index.old_entries(self.path, key, Cached))
         self.out = self.tmp = None
         try:
@@ -94,9 +98,8 @@ class RowCache:
         if found is None or found.stamps != entry.stamps:
             return None
         self.write(found.line)
-        return self.rendered(*json.loads(found.row))
+        return self.kind(*json.loads(found.row))
 
     def keep(self, entry, row):
-        """Cache row (its cells are in its CSV line: harvest.cells_of)."""
         if entry.stamps != index.UNSETTLED:
-            self.write(index.sealed("\t".join([entry.id, entry.stamps, json.dumps(row._replace(cells=None))])))
+            self.write(index.sealed("\t".join([entry.id, entry.stamps, json.dumps(row)])))
