@@ -23,7 +23,7 @@ from expflow.context import (
     targets_slurm,
     template_defaults,
 )
-from expflow.detect import detect
+from expflow.detect import detect, start_detect
 from expflow.errors import ExpflowError, UsageError
 from expflow.profiles import add_profile, list_profiles
 
@@ -199,12 +199,14 @@ def prompt_environment(ask: Ask) -> dict[str, str]:
 
 
 def run_scaffold(args: argparse.Namespace, ask: Ask) -> int:
-    from expflow.template import scaffold  # cookiecutter: paid for by scaffold only, not by --version
-
     overrides = parse_assignments(args.set)
     if args.check_access and args.no_detect:
         raise UsageError("--check-access asks SLURM, so it does not go with --no-detect")
-    facts = None if args.no_detect else detect()
+    # SLURM first: its queries run while Python loads cookiecutter, which takes less time
+    detecting = None if args.no_detect else start_detect()
+    from expflow.template import scaffold  # cookiecutter: paid for by scaffold only, not by --version
+
+    facts = detecting() if detecting else None
     for warning in facts.warnings if facts else ():
         print(f"WARNING: {warning}", file=sys.stderr)
     context = build_context(args.name, facts, overrides)
@@ -231,7 +233,8 @@ def run_scaffold(args: argparse.Namespace, ask: Ask) -> int:
 
 def report_git(project: Path, ask: Ask, no_input: bool) -> None:
     """Offer git init where the project is in no repository; say what its place means otherwise."""
-    if gitrepo.enclosing_repository(project) is None and not no_input and wants_git(ask):
+    # with no_input, location_note asks git alone: one git call, not two
+    if not no_input and gitrepo.enclosing_repository(project) is None and wants_git(ask):
         print(gitrepo.init_repository(project))
         return
     note = gitrepo.location_note(project)

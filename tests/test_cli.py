@@ -1,16 +1,21 @@
 """The expflow command and the values it renders, through main(argv)."""
 
+import functools
 import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
-from conftest import read_data
-from test_detect import fake_command
+from conftest import REPO, read_data
+from test_detect import fake_command, torch_commands
 from test_resources import logging_sbatch
 
 from expflow import __version__
 from expflow.cli import main
 from expflow.cluster import ClusterFacts, PartitionFacts
 from expflow.context import build_context
+from expflow.detect import start_detect
 from expflow.errors import UsageError
 from expflow.runtime import module, slurmkit
 
@@ -75,7 +80,7 @@ def test_scaffold_refuses_an_existing_directory(tmp_path, capsys):
 
 
 def test_scaffold_asks_with_detected_defaults(tmp_path, monkeypatch, torch_facts, capsys):
-    monkeypatch.setattr("expflow.cli.detect", lambda: torch_facts)
+    monkeypatch.setattr("expflow.cli.start_detect", lambda: lambda: torch_facts)
     questions = []
     answers = iter(["l40s_public", "", "2", "torch_pr_68_tandon_advanced", "", "modules", "cuda/12.1 python/3.11",
                     "n"])
@@ -93,6 +98,52 @@ def test_scaffold_asks_with_detected_defaults(tmp_path, monkeypatch, torch_facts
                  "ENV_MODULES='cuda/12.1 python/3.11'", "CLUSTER='torch'", "CPUS_PER_GPU='2'", "LAUNCHER='none'"):
         assert line in settings.splitlines()
     assert "[OK] created" in capsys.readouterr().out
+
+
+@pytest.fixture
+def slurm_bin(tmp_path, monkeypatch):
+    """A folder for fake SLURM commands (torch_commands), alone on PATH with the system's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    return bin_dir
+
+
+def test_scaffold_asks_slurm_before_it_loads_cookiecutter(tmp_path, slurm_bin):
+    """SLURM answers while Python loads cookiecutter: the queries start first (in
+    a fresh interpreter, where nothing has loaded cookiecutter yet)."""
+    torch_commands(slurm_bin)
+    script = textwrap.dedent("""
+        import sys
+        from expflow import cli
+
+        order = []
+        start_detect = cli.start_detect
+        cli.start_detect = lambda: order.append("SLURM queries") or start_detect()
+
+        class Watch:
+            def find_spec(self, name, path=None, target=None):
+                if name == "cookiecutter" and "cookiecutter" not in order:
+                    order.append("cookiecutter")
+
+        sys.meta_path.insert(0, Watch())
+        code = cli.main(["scaffold", "p", "-o", sys.argv[1], "--no-input"])
+        print("order:", code, order)
+    """)
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.splitlines()[-1] == "order: 0 ['SLURM queries', 'cookiecutter']"
+    assert "CLUSTER='torch'" in (tmp_path / "p" / "settings.env").read_text().splitlines()
+
+
+def test_scaffold_with_a_hanging_query_warns_and_writes_the_project(tmp_path, monkeypatch, slurm_bin, capsys):
+    torch_commands(slurm_bin, sinfo={"stdout": "sinfo-partitions.txt", "sleep": 30})
+    monkeypatch.setattr("expflow.cli.start_detect", functools.partial(start_detect, timeout=1))
+    assert main(["scaffold", "p", "-o", str(tmp_path), "--no-input"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: could not list partitions (sinfo timed out after 1s): SLURM's defaults apply\n" in err
+    settings = (tmp_path / "p" / "settings.env").read_text().splitlines()
+    assert "CLUSTER='torch'" in settings and "PARTITION=''" in settings
 
 
 @pytest.fixture
@@ -175,7 +226,7 @@ def test_resources_refuses_bad_values_in_one_line(capsys):
 
 
 def test_scaffold_check_access_refused_writes_nothing(tmp_path, monkeypatch, torch_facts, fake_sbatch, capsys):
-    monkeypatch.setattr("expflow.cli.detect", lambda: torch_facts)
+    monkeypatch.setattr("expflow.cli.start_detect", lambda: lambda: torch_facts)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     code = main(["scaffold", "p", "-o", str(out_dir), "--no-input", "--check-access", "--set", "partition=h200_tandon"])
@@ -188,7 +239,7 @@ def test_scaffold_check_access_refused_writes_nothing(tmp_path, monkeypatch, tor
 
 
 def test_scaffold_check_access_accepted_and_the_access_cache(tmp_path, monkeypatch, torch_facts, fake_sbatch, capsys):
-    monkeypatch.setattr("expflow.cli.detect", lambda: torch_facts)
+    monkeypatch.setattr("expflow.cli.start_detect", lambda: lambda: torch_facts)
     code = main(["scaffold", "p", "-o", str(tmp_path), "--no-input", "--check-access",
                  "--set", "partition=l40s_public"])
     out = capsys.readouterr().out

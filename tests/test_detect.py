@@ -2,6 +2,7 @@
 the real path is tested on the test cluster (test_slurm_cluster.py)."""
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pytest
 from conftest import DATA
 
 from expflow.context import detected_values
-from expflow.detect import detect, find_scratch
+from expflow.detect import accounts_argv, detect, find_scratch, start_detect
+from expflow.runtime import slurmkit
 
 
 def fake_command(bin_dir: Path, name: str, stdout: str = "", stderr: str = "", rc: int = 0, sleep: float = 0):
@@ -67,6 +69,46 @@ def test_hanging_command_gives_default_and_warning(fake_bin):
     assert facts.partitions == ()
     assert any("sinfo timed out after 1s" in w for w in facts.warnings)
     assert facts.cluster == "torch"  # the other probes still count
+
+
+def test_start_detect_returns_while_slurm_answers(fake_bin):
+    """scaffold loads cookiecutter meanwhile: start_detect asks all four at once
+    and returns; what it returns waits for the answers."""
+    torch_commands(fake_bin)
+    asked, answer = [], threading.Event()
+
+    def run(argv, timeout):
+        asked.append(argv[0])
+        assert answer.wait(10), "start_detect waited for a query"
+        return slurmkit.run_command(argv, timeout=timeout)
+
+    facts_when_answered = start_detect(run=run)
+    deadline = time.monotonic() + 10
+    while len(asked) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(asked) == ["sacctmgr", "sacctmgr", "scontrol", "sinfo"]
+    answer.set()
+    facts = facts_when_answered()
+    assert facts.cluster == "torch" and facts.accounts == ("torch_pr_68_tandon_advanced", "torch_pr_68_general")
+
+
+def test_a_query_times_out_from_its_start_not_from_the_wait(fake_bin):
+    torch_commands(fake_bin, sinfo={"stdout": "sinfo-partitions.txt", "sleep": 30})
+    facts_when_answered = start_detect(timeout=1)
+    time.sleep(1.5)  # scaffold loading cookiecutter
+    start = time.monotonic()
+    facts = facts_when_answered()
+    assert time.monotonic() - start < 1, "the timeout ran while the caller did other things"
+    assert any("sinfo timed out after 1s" in w for w in facts.warnings) and facts.cluster == "torch"
+
+
+def test_the_accounts_query_is_slurmkits_without_its_unread_columns():
+    """The same `sacctmgr show assoc` (so the same order of accounts), without
+    QOS, which costs sacctmgr one more request to slurmdbd."""
+    ours, runtime_s = accounts_argv("alice"), slurmkit.sacctmgr_assoc_argv("alice")
+    assert ours[:-1] == runtime_s[:-1] and ours[-1] == "format=Cluster,Account"
+    assert slurmkit.parse_sacctmgr_accounts("torch|torch_pr_68_tandon_advanced\ntorch|torch_pr_68_general\n",
+                                            "torch") == ["torch_pr_68_tandon_advanced", "torch_pr_68_general"]
 
 
 def test_failing_commands_never_crash(fake_bin):

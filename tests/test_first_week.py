@@ -351,7 +351,7 @@ def test_scaffold_inside_another_repository_warns(tmp_path, capsys):
 
 
 def test_scaffold_prompts_ask_again_after_an_invalid_answer(tmp_path, monkeypatch, torch_facts, capsys):
-    monkeypatch.setattr("expflow.cli.detect", lambda: torch_facts)
+    monkeypatch.setattr("expflow.cli.start_detect", lambda: lambda: torch_facts)
     questions = []
     answers = ["nosuch", "l40s_public", "h200", "l40s", "two", "2", "nobody", "", "4 hours", "04:00:00",
                "docker", "none", "n"]
