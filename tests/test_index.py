@@ -336,3 +336,31 @@ def test_only_rows_that_follow_from_the_files_alone_are_cached(bake):
     result = run([sys.executable, "-c", FROM_FILES_ALONE], cwd=bake())
     cached = {name for name, yes in json.loads(result.stdout).items() if yes}
     assert cached == {"new", "local completed", "slurm failed, then evaluated"}
+
+
+def test_a_log_written_in_place_is_read_again_when_patterns_read_logs(bake):
+    """With METRIC_PATTERN_1 set, a settled experiment's log is stamped like
+    its other files: a line appended in place, or a log added to logs/, is
+    read at the next harvest through the index."""
+    project = bake()
+    settings = project / "settings.env"
+    settings.write_text(settings.read_text().replace(
+        "METRIC_PATTERN_1=''", "METRIC_PATTERN_1='printed=(?P<printed>[0-9.]+)'"))
+    drive(project, 5, 0)
+    log = project / "experiments" / "e001" / "logs" / "train-local-te001.out"
+    log.parent.mkdir(exist_ok=True)
+    log.write_text("printed=0.25\n")
+    age(project)
+
+    def printed():
+        make(project, "results")
+        rows = json.loads((project / "results" / "results.json").read_text())
+        return {row["id"]: row.get("printed") for row in rows}["e001"]
+
+    assert printed() == 0.25
+    with open(log, "a") as handle:  # the job prints on: same inode, new size
+        handle.write("printed=0.5\n")
+    age(project)
+    assert printed() == 0.5
+    lines = (project / ".expflow" / "harvest.index").read_text().splitlines()[1:]
+    assert "logs/train-local-te001.out" in [line.split("\t")[2] for line in lines if "\te001\t" in line][0]

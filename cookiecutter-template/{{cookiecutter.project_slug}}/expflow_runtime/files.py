@@ -342,7 +342,6 @@ def read_json(path):
     """JSON file -> (data, problem): data is None and problem says why when the
     file is missing, unreadable (permissions), not UTF-8, not JSON or nested too
     deep, so one bad file never stops a run. NaN and Infinity load as floats."""
-    name = os.path.basename(path)
     try:
         with open(path, "rb") as handle:
             text = handle.read().decode("utf-8")
@@ -350,16 +349,16 @@ def read_json(path):
     except FileNotFoundError:
         return None, ""
     except OSError as exc:
-        return None, "{}: {}".format(name, exc.strerror or exc)
+        return None, "{}: {}".format(os.path.basename(path), exc.strerror or exc)
     except UnicodeDecodeError:
-        return None, "{}: not UTF-8 text".format(name)
+        return None, "{}: not UTF-8 text".format(os.path.basename(path))
     except ValueError as exc:
-        return None, "{}: {}".format(name, exc)
+        return None, "{}: {}".format(os.path.basename(path), exc)
     except RecursionError:
-        return None, "{}: nested too deep".format(name)
+        return None, "{}: nested too deep".format(os.path.basename(path))
     # a text with no more brackets than MAX_DEPTH cannot nest deeper: the walk is for the rest
     if text.count("[") + text.count("{") > MAX_DEPTH and too_deep(data):
-        return None, "{}: nested more than {} levels deep".format(name, MAX_DEPTH)
+        return None, "{}: nested more than {} levels deep".format(os.path.basename(path), MAX_DEPTH)
     return data, ""
 
 

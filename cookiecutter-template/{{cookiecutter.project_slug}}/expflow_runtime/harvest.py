@@ -30,14 +30,16 @@ def result_rows(experiments, settings, env):
 
 def result_row(exp, jobs):
     """An experiment's row: status fields of its training (eval_state of its
-    evaluation), then "params" and "metrics" dicts and "warnings"; jobs:
-    [(stage, merged job)] (state.merged_jobs)."""
+    evaluation), then "params" and "metrics" dicts, "warnings" and "swept" (the
+    names a sweep point was swept over); jobs: [(stage, merged job)]
+    (state.merged_jobs)."""
     train = files.latest_job(exp["metadata"], "train") or {}
     git = train.get("git") or {}
     row = {
         "id": exp["id"], "sweep": exp["metadata"].get("sweep", ""), "state": state.unsubmitted_state(exp),
         "commit": (git.get("commit") or "")[:8], "dirty": git.get("dirty", ""),
         "params": exp["config"], "metrics": exp["metrics"], "warnings": "; ".join(exp["problems"]),
+        "swept": sorted(exp["metadata"].get("sweep_values") or ()),
     }
     for stage, job in jobs:
         if stage == "train":
@@ -135,18 +137,18 @@ def matches(record, conditions):
     return True
 
 
-def sort_pairs(pairs, spec, names):
-    """SORT="-val_acc,id" over (texts, natives) pairs: numbers as numbers, text as
-    text, empty cells last."""
+def sort_rows(rows, spec, names):
+    """SORT="-val_acc,id" over rows whose first item is their texts by column:
+    numbers as numbers, text as text, empty cells last."""
     for column, descending in reversed(values.sort_keys(spec)):
         if column not in names:
             raise files.ProjectError("SORT: no column {!r}".format(column))
-        filled = [p for p in pairs if p[0][column] != ""]
-        empty = [p for p in pairs if p[0][column] == ""]
-        numeric = all(as_number(p[0][column]) is not None for p in filled)
-        filled.sort(key=lambda p: as_number(p[0][column]) if numeric else p[0][column], reverse=descending)
-        pairs = filled + empty
-    return pairs
+        filled = [r for r in rows if r[0][column] != ""]
+        empty = [r for r in rows if r[0][column] == ""]
+        numeric = all(as_number(r[0][column]) is not None for r in filled)
+        filled.sort(key=lambda r: as_number(r[0][column]) if numeric else r[0][column], reverse=descending)
+        rows = filled + empty
+    return rows
 
 
 def selected_columns(env):
@@ -167,18 +169,18 @@ def view_spec(columns, env):
 
 
 def view_rows(rows, columns, env):
-    """(header, iterator of (cells as text, {column: typed value})) after FILTER,
-    SORT and COLUMNS: one row at a time, unless SORT needs them all."""
+    """(header, iterator of (cells as text, {column: typed value}, row)) after
+    FILTER, SORT and COLUMNS: one row at a time, unless SORT needs them all."""
     names, conditions, header = view_spec(columns, env)
 
-    def pairs():
+    def viewed():
         for row in rows:
             native = {name: native_value(row, kind, key) for name, kind, key in columns}
             text = {name: tables.format_value(value) for name, value in native.items()}
             if matches(text, conditions):
-                yield text, native
-    ordered = sort_pairs(list(pairs()), env["SORT"], names) if env.get("SORT") else pairs()
-    return header, (([text[c] for c in header], {c: native[c] for c in header}) for text, native in ordered)
+                yield text, native, row
+    ordered = sort_rows(list(viewed()), env["SORT"], names) if env.get("SORT") else viewed()
+    return header, (([text[c] for c in header], {c: native[c] for c in header}, row) for text, native, row in ordered)
 
 
 def rendered_rows(env, columns, entries, merged, render, cache):
@@ -188,15 +190,8 @@ def rendered_rows(env, columns, entries, merged, render, cache):
     rendered that follows from its files alone is cached."""
     names, conditions, header = view_spec(columns, env)
     if conditions or env.get("SORT") or header != names:
-        swept = {}
-
-        def rows():
-            for entry in entries:
-                exp, jobs = merged(entry)
-                swept[exp["id"]] = exp["metadata"].get("sweep_values") or ()
-                yield warned(result_row(exp, jobs))
-        _header, viewed = view_rows(rows(), columns, env)
-        return (render(text, native, swept.pop(native["id"], ()) if "id" in native else ()) for text, native in viewed)
+        rows = (warned(result_row(*merged(entry))) for entry in entries)
+        return (render(text, native, row["swept"]) for text, native, row in view_rows(rows, columns, env)[1])
     return cached_rows(entries, merged, columns, render, cache)
 
 
@@ -207,8 +202,7 @@ def cached_rows(entries, merged, columns, render, cache):
             exp, jobs = merged(entry)
             found = warned(result_row(exp, jobs))
             native = {name: native_value(found, kind, key) for name, kind, key in columns}
-            row = render([tables.format_value(value) for value in native.values()], native,
-                         exp["metadata"].get("sweep_values") or ())
+            row = render([tables.format_value(value) for value in native.values()], native, found["swept"])
             if rowcache.from_files_alone(exp):
                 cache.keep(entry, row._replace(cells=None))  # the cells are in its CSV line: cells_of
         yield row
@@ -219,7 +213,7 @@ def results_view(rows, env):
     text (CSV, Markdown), natives the typed values (JSON)."""
     header, viewed = view_rows(rows, result_columns(rows), env)
     viewed = list(viewed)
-    return header, [text for text, _ in viewed], [native for _, native in viewed]
+    return header, [text for text, _, _ in viewed], [native for _, native, _ in viewed]
 
 
 def terminal_order(header, rows):
@@ -255,7 +249,7 @@ class Renderer:
         self.csv.writerow(text)
         return Rendered(text[self.state_at] if self.state_at is not None else None,
                         text[self.metric_at] if self.metric_at is not None else "",
-                        self.line, tables.markdown_row(text), json_line(native), text, sorted(swept))
+                        self.line, tables.markdown_row(text), json_line(native), text, swept)
 
 
 def write_results(header, rows, on_row=None):

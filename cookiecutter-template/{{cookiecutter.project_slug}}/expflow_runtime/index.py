@@ -68,20 +68,19 @@ def fingerprint(path, with_data, with_logs):
     stamps: those of the directory and its state files, "|", those of its data
     files (make status checks the first part only). present: the names in its
     directory (sorted), for state.load_experiment."""
+    prefix = path + os.sep
     try:
         top = os.lstat(path)  # a link put in its place is another stamp, never followed
         present = sorted(os.listdir(path))
         names = [name for name in STATE_NAMES if name in present]
-        state_infos = [top] + [os.stat(os.path.join(path, name)) for name in names]
+        state_infos = [top] + [os.stat(prefix + name) for name in names]
         data = data_names(present) if with_data else []
-        data_infos = [os.stat(os.path.join(path, name)) for name in data]
+        data_infos = [os.stat(prefix + name) for name in data]
         if with_data and with_logs and LOGS in present:
-            logs = os.path.join(path, LOGS)
-            data.append(LOGS)
-            data_infos.append(os.stat(logs))
-            for log in sorted(os.listdir(logs)):
-                data.append(LOGS + "/" + log)
-                data_infos.append(os.stat(os.path.join(logs, log)))
+            data_infos.append(os.stat(prefix + LOGS))  # stamped before it is listed, as the experiment
+            logs = [LOGS + "/" + log for log in sorted(os.listdir(prefix + LOGS))]
+            data += [LOGS] + logs
+            data_infos += [os.stat(prefix + log) for log in logs]
     except OSError:
         return None
     newest = max(info.st_mtime_ns for info in state_infos + data_infos)
