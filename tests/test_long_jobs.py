@@ -103,15 +103,18 @@ def test_cancel_lets_the_program_save_and_kills_one_that_ignores_sigterm(bake):
 def test_cancel_while_the_job_sets_itself_up_is_recorded_cancelled(bake):
     """make cancel right after make train lands while the job script still sets
     itself up (settings, its id, its start record: the runtime's own steps): the
-    signal is noted and acted on once the run can record its end."""
+    signal is noted and acted on once the run can record its end. Bash must not
+    run the note in a command substitution's subshell (job-lib.sh takes none):
+    that was a syntax error, exit 2, and the run recorded FAILED."""
     project = bake()
-    for delay in (0.0, 0.05, 0.1, 0.2, 0.4):
+    delays = (0.0, 0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4)
+    for delay in delays:
         exp = f"early{int(delay * 100)}"
         make(project, "new", f"EXP={exp}", "SET=training.seconds_per_epoch=5", env=LOCAL)
         make(project, "train", f"EXP={exp}", env=LOCAL)
         time.sleep(delay)
         make(project, "cancel", f"EXP={exp}", env=LOCAL)
-    for exp in ("early0", "early5", "early10", "early20", "early40"):
+    for exp in (f"early{int(delay * 100)}" for delay in delays):
         wait_for(lambda exp=exp: status_rows(project, env=LOCAL)[(exp, "train")]["STATE"] == "CANCELLED",
                  timeout=30, what=f"{exp} CANCELLED")
 

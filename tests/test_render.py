@@ -15,8 +15,8 @@ import pytest
 from conftest import REPO, make, run
 
 RUNTIME_PY = [f"expflow_runtime/{name}.py" for name in (
-    "__init__", "run", "slurmkit", "values", "tables", "files", "configs", "ledger", "reconcile", "state", "index", "rowcache",
-    "harvest", "comparison", "sweepspec", "curves", "profiles",
+    "__init__", "run", "slurmkit", "values", "tables", "files", "configs", "ledger", "reconcile", "state", "index",
+    "rowcache", "harvest", "comparison", "sweepspec", "curves", "profiles",
     "submit", "advice", "environment", "experiment", "results", "sweep", "resources", "compare", "report", "disk",
     "jobrecord")]
 SCRIPTS = ["scripts/train.sbatch", "scripts/eval.sbatch", "expflow_runtime/sweep-task.sbatch",

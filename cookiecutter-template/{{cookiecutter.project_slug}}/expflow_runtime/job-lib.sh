@@ -11,6 +11,14 @@
 # SIGTERM and SIGINT reach the whole process group (make cancel, scancel,
 # Ctrl-C): the runtime's own steps ignore them, so that a signal never cuts a
 # record short; this shell's traps act on them once the step is done.
+#
+# A step's output is read through a pipe whose last part runs in this shell
+# (lastpipe), never through a command or process substitution: bash 5.2 can
+# run this shell's TERM or INT trap in the subshell of one before resetting
+# it, mid-parse, which fails with a syntax error (exit 2), and a job cancelled
+# while it set itself up was recorded FAILED. For the same reason this file
+# takes no $(...) once the traps are set.
+shopt -s lastpipe
 expflow_runtime() {
   (
     trap '' TERM INT
@@ -28,13 +36,13 @@ expflow_record() {
 # A refused file yields no END, and the job stops before anything runs.
 load_settings() {
   local record complete=0
-  while IFS= read -r -d '' record; do
+  expflow_runtime job-settings | while IFS= read -r -d '' record; do
     if [[ "${record}" == END ]]; then
       complete=1
     elif [[ "${record}" =~ ^[A-Z][A-Z0-9_]*= ]]; then
       printf -v "${record%%=*}" '%s' "${record#*=}"
     fi
-  done < <(expflow_runtime job-settings)
+  done
   if ((complete == 0)); then
     echo "expflow: settings.env was refused (see above); nothing was run" >&2
     return 1
@@ -52,9 +60,9 @@ load_settings() {
 config_flags() {
   local record count
   local -a records=()
-  while IFS= read -r -d '' record; do
+  expflow_runtime config-flags "$@" | while IFS= read -r -d '' record; do
     records+=("${record}")
-  done < <(expflow_runtime config-flags "$@")
+  done || true  # a refusal is said below
   count=${#records[@]}
   if ((count == 0)) || [[ "${records[count - 1]}" != END ]]; then
     echo "expflow: the config could not be turned into flags (see above); nothing was run" >&2
@@ -85,7 +93,8 @@ ensure_module_command() {
 activate_conda() {
   local base="${ENV_CONDA_BASE:-}"
   if [[ -z "${base}" && -n "${CONDA_EXE:-}" ]]; then
-    base="$(dirname "$(dirname "${CONDA_EXE}")")"
+    base="${CONDA_EXE%/*}"  # .../bin/conda -> ...
+    base="${base%/*}"
   fi
   if [[ -z "${base}" || ! -r "${base}/etc/profile.d/conda.sh" ]]; then
     echo "expflow: cannot find conda.sh; set ENV_CONDA_BASE in settings.env" >&2
@@ -131,13 +140,13 @@ read_launch() {
     echo "expflow: LAUNCHER=${EXPFLOW_LAUNCHER} needs SLURM; on the local backend the program runs once"
     return 0
   fi
-  while IFS= read -r -d '' record; do
+  expflow_runtime job-launch | while IFS= read -r -d '' record; do
     case "${record}" in
       env:MASTER_ADDR=* | env:MASTER_PORT=*) export "${record#env:}" ;;
       srun:*) EXPFLOW_LAUNCH_SRUN+=("${record#srun:}") ;;
       inner:*) EXPFLOW_LAUNCH_INNER+=("${record#inner:}") ;;
     esac
-  done < <(expflow_runtime job-launch)
+  done || true  # a refusal is said below
   if ((${#EXPFLOW_LAUNCH_SRUN[@]} == 0)); then
     echo "expflow: cannot launch with LAUNCHER=${EXPFLOW_LAUNCHER} (see above); nothing was run" >&2
     return 1
@@ -154,7 +163,12 @@ run_in_environment() {
   local runtime
   local -a container=() options=()
   if [[ -n "${ENV_CONTAINER:-}" ]]; then
-    runtime="$(command -v apptainer || command -v singularity || true)"
+    runtime=""
+    if command -v apptainer >/dev/null; then
+      runtime=apptainer
+    elif command -v singularity >/dev/null; then
+      runtime=singularity
+    fi
     if [[ -z "${runtime}" ]]; then
       echo "expflow: ENV_CONTAINER is set but neither apptainer nor singularity is on PATH" >&2
       return 1
@@ -267,7 +281,7 @@ start_local_timer() {
   if [[ -n "${SLURM_JOB_ID:-}" || -z "${EXPFLOW_TIME_LIMIT:-}" ]]; then
     return 0
   fi
-  limit="$(expflow_runtime job-seconds "${EXPFLOW_TIME_LIMIT}")"
+  expflow_runtime job-seconds "${EXPFLOW_TIME_LIMIT}" | read -r limit
   grace="${EXPFLOW_TIME_LIMIT_GRACE:-0}"
   if ((grace > limit)); then
     grace="${limit}"
@@ -299,7 +313,7 @@ on_local_timeout() {
 }
 
 run_stage() {
-  local stage="$1" exp_dir="$2" status=0
+  local stage="$1" exp_dir="$2" status=0 now
   shift 2
   # A signal while the run is set up is noted, and acted on once its end can be recorded.
   EXPFLOW_SIGNAL=""
@@ -308,10 +322,12 @@ run_stage() {
   load_settings || return 1
 
   EXPFLOW_STAGE="${stage}"
-  EXPFLOW_EXP_DIR="$(cd "${exp_dir}" && pwd)"
+  cd "${exp_dir}" || return 1
+  EXPFLOW_EXP_DIR="${PWD}"
+  cd "${OLDPWD}" || return 1
   EXPFLOW_EXP_ID="${EXPFLOW_EXP_DIR##*/}"
   export EXPFLOW_LOCAL_JOB_ID="${EXPFLOW_LOCAL_JOB_ID:-local-$$}"  # bash scripts/train.sbatch by hand
-  EXPFLOW_JOB_ID="$(expflow_runtime job-id)"  # SLURM's id as sacct names it (a sweep's task: 44_3)
+  expflow_runtime job-id | read -r EXPFLOW_JOB_ID  # SLURM's id as sacct names it (a sweep's task: 44_3)
   EXPFLOW_CONFIG="${EXPFLOW_EXP_DIR}/config.yaml"
   EXPFLOW_CONFIG_JSON="${EXPFLOW_EXP_DIR}/config.json"
   EXPFLOW_RESULTS="${EXPFLOW_EXP_DIR}/${stage}_results.json"
@@ -344,8 +360,9 @@ run_stage() {
   trap on_local_timeout ALRM
 
   # one log per job, appended to by each run of it (sbatch --open-mode=append)
+  printf -v now '%(%Y-%m-%dT%H:%M:%S%z)T' -1
   echo "===== expflow: ${stage} of ${EXPFLOW_EXP_ID}, job ${EXPFLOW_JOB_ID}, attempt ${EXPFLOW_ATTEMPT}," \
-    "restart ${EXPFLOW_RESTART}, on ${SLURMD_NODENAME:-$(hostname)}, $(date -Is)"
+    "restart ${EXPFLOW_RESTART}, on ${SLURMD_NODENAME:-${HOSTNAME}}, ${now}"
   expflow_record start
   setup_environment
   expflow_record environment
