@@ -48,6 +48,9 @@ def read(sample):
         return len(accounts) if "count" in args else accounts
     if parser == "sacctmgr_user":
         return slurmkit.parse_sacctmgr_default_account(text)
+    if parser == "scontrol_assoc_mgr":
+        accounts, default_account = slurmkit.parse_scontrol_assoc_mgr(text)
+        return {"accounts": accounts, "default_account": default_account}
     if parser == "scontrol_job":
         return list(slurmkit.gpus_from_tres(slurmkit.allocated_tres(slurmkit.parse_scontrol_job(text))))
     if parser == "tres":

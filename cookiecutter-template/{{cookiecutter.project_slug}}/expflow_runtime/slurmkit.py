@@ -339,6 +339,53 @@ def parse_sacctmgr_accounts(text, cluster=""):
     return list(collections.OrderedDict.fromkeys(fields[1] for fields in rows))
 
 
+def scontrol_assoc_mgr_argv(user):
+    return ["scontrol", "--oneliner", "show", "assoc_mgr", "users=" + user, "flags=users,assoc"]
+
+
+def _assoc_mgr_records(text):
+    """scontrol's records, one a line: without --oneliner a record goes on over
+    indented lines, which are joined to the line they continue."""
+    records = []
+    for line in text.splitlines():
+        if line[:1].isspace() and records:
+            records[-1] += " " + line.strip()
+        elif line.strip():
+            records.append(line.strip())
+    return records
+
+
+def parse_scontrol_assoc_mgr(text):
+    """`scontrol --oneliner show assoc_mgr users=U flags=users,assoc` -> (accounts,
+    default account): what the two sacctmgr queries above give, from slurmctld's
+    cache of associations instead of from slurmdbd.
+
+    slurmctld prints the associations of the users asked for and those of every
+    account (UserName= empty); only the former are the user's. It caches only its
+    own cluster's (assoc_mgr.c asks slurmdbd for ClusterName's), so there is no
+    other cluster to leave out. The accounts come in sacctmgr's order: sacctmgr
+    sorts one user's associations by Lft up to 23.02 and by Lineage from 23.11
+    (slurmdb_sort_hierarchical_assoc_list), and scontrol prints the same field;
+    its own order is by name. accounts is [] when it shows none of the user's
+    associations (no accounting storage, a user slurmctld does not know) or
+    neither field: ask sacctmgr then."""
+    found, default = [], ""
+    for record in _assoc_mgr_records(text):
+        fields = dict(token.partition("=")[::2] for token in record.split() if "=" in token)
+        if record.startswith("UserName="):
+            default = fields.get("DefAccount", "")
+        elif record.startswith("ClusterName=") and fields.get("UserName") and fields.get("Account"):
+            found.append(fields)
+    if all(fields.get("Lft", "").isdigit() for fields in found):
+        found.sort(key=lambda fields: int(fields["Lft"]))
+    elif all(fields.get("Lineage") for fields in found):
+        found.sort(key=lambda fields: fields["Lineage"])  # strcmp's order, as sacctmgr's
+    else:
+        found = []
+    accounts = list(collections.OrderedDict.fromkeys(fields["Account"] for fields in found))
+    return accounts, "" if default == "(null)" else default  # printf's word for no default
+
+
 def accounting_disabled_message(stderr):
     """True when sacct/sacctmgr said accounting storage is off, not that they broke."""
     text = stderr.lower()
