@@ -13,7 +13,7 @@ experiments are older than the index's 2 seconds). Each figure is a median of
 --repeats rounds, interleaved (interleaved()), in wall and CPU time; peak RSS
 is the child's ru_maxrss; the garbage collector's share is measured in-process
 with gc.callbacks. MLflow (its SQLite store) runs in the Python given, e.g. a
-throwaway venv: pip install mlflow-skinny numpy pandas.
+throwaway venv: pip install mlflow-skinny sqlalchemy alembic numpy pandas.
 """
 
 import argparse

@@ -42,6 +42,15 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 
 
 @pytest.fixture
+def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder for fake SLURM commands (test_detect.torch_commands), alone on PATH with the system's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    return bin_dir
+
+
+@pytest.fixture
 def bake(tmp_path: Path):
     """bake(name="demo", facts=None, **overrides) -> Path of a rendered project."""
 

@@ -100,19 +100,10 @@ def test_scaffold_asks_with_detected_defaults(tmp_path, monkeypatch, torch_facts
     assert "[OK] created" in capsys.readouterr().out
 
 
-@pytest.fixture
-def slurm_bin(tmp_path, monkeypatch):
-    """A folder for fake SLURM commands (torch_commands), alone on PATH with the system's."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    return bin_dir
-
-
-def test_scaffold_asks_slurm_before_it_loads_cookiecutter(tmp_path, slurm_bin):
+def test_scaffold_asks_slurm_before_it_loads_cookiecutter(tmp_path, fake_bin):
     """SLURM answers while Python loads cookiecutter: the queries start first (in
     a fresh interpreter, where nothing has loaded cookiecutter yet)."""
-    torch_commands(slurm_bin)
+    torch_commands(fake_bin)
     script = textwrap.dedent("""
         import sys
         from expflow import cli
@@ -136,8 +127,8 @@ def test_scaffold_asks_slurm_before_it_loads_cookiecutter(tmp_path, slurm_bin):
     assert "CLUSTER='torch'" in (tmp_path / "p" / "settings.env").read_text().splitlines()
 
 
-def test_scaffold_with_a_hanging_query_warns_and_writes_the_project(tmp_path, monkeypatch, slurm_bin, capsys):
-    torch_commands(slurm_bin, sinfo={"stdout": "sinfo-partitions.txt", "sleep": 30})
+def test_scaffold_with_a_hanging_query_warns_and_writes_the_project(tmp_path, monkeypatch, fake_bin, capsys):
+    torch_commands(fake_bin, sinfo={"stdout": "sinfo-partitions.txt", "sleep": 30})
     monkeypatch.setattr("expflow.cli.start_detect", functools.partial(start_detect, timeout=1))
     assert main(["scaffold", "p", "-o", str(tmp_path), "--no-input"]) == 0
     err = capsys.readouterr().err

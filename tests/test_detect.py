@@ -37,14 +37,6 @@ def fake_command(bin_dir: Path, name: str, cases: dict[str, dict] | None = None,
     script.chmod(0o755)
 
 
-@pytest.fixture
-def fake_bin(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    return bin_dir
-
-
 def torch_commands(bin_dir, **overrides):
     commands = {
         "sbatch": {},
