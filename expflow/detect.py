@@ -3,8 +3,8 @@
 Every SLURM command runs with a timeout, the independent ones concurrently and
 in the background: start_detect() starts them and returns at once, so that
 `expflow scaffold` loads cookiecutter while SLURM answers. The accounts come
-from slurmctld (scontrol), and from slurmdbd (sacctmgr) only when it has none. A missing, failing
-or hanging command leaves a default and a WARNING line in
+from slurmctld (scontrol), and from slurmdbd (sacctmgr) only when it has none.
+A missing, failing or hanging command leaves a default and a WARNING line in
 ClusterFacts.warnings. Parsing is done by the pure functions of slurmkit.
 """
 
@@ -93,9 +93,9 @@ def start_detect(
     timeout: float = 5.0,
 ) -> Callable[[], ClusterFacts]:
     """detect() in two halves: start the SLURM queries now and return at once a
-    function that waits for their answers and reads them. sacctmgr, which asks
-    slurmdbd, takes longer than Python takes to load cookiecutter: `expflow
-    scaffold` starts them first, and waits only for what is left."""
+    function that waits for their answers and reads them. `expflow scaffold`
+    starts them first and loads cookiecutter meanwhile: it waits only for what
+    SLURM has not answered by then (a slow controller, the sacctmgr fallback)."""
     env = os.environ if env is None else env
     account = pwd.getpwuid(os.getuid())
     slurm = shutil.which("sbatch", path=env.get("PATH")) is not None
