@@ -42,7 +42,7 @@ load_settings() {
     elif [[ "${record}" =~ ^[A-Z][A-Z0-9_]*= ]]; then
       printf -v "${record%%=*}" '%s' "${record#*=}"
     fi
-  done
+  done || true  # a refusal is said below
   if ((complete == 0)); then
     echo "expflow: settings.env was refused (see above); nothing was run" >&2
     return 1
@@ -322,9 +322,9 @@ run_stage() {
   load_settings || return 1
 
   EXPFLOW_STAGE="${stage}"
-  cd "${exp_dir}" || return 1
+  CDPATH='' cd -- "${exp_dir}" || return 1  # CDPATH could send a relative name elsewhere
   EXPFLOW_EXP_DIR="${PWD}"
-  cd "${OLDPWD}" || return 1
+  cd -- "${OLDPWD}" || return 1
   EXPFLOW_EXP_ID="${EXPFLOW_EXP_DIR##*/}"
   export EXPFLOW_LOCAL_JOB_ID="${EXPFLOW_LOCAL_JOB_ID:-local-$$}"  # bash scripts/train.sbatch by hand
   expflow_runtime job-id | read -r EXPFLOW_JOB_ID  # SLURM's id as sacct names it (a sweep's task: 44_3)
