@@ -382,9 +382,17 @@ def run_records(exp_path, problems=None):
     that cannot be read is skipped, and said in problems when given."""
     records = {}
     runs = os.path.join(exp_path, "runs")
-    for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
+    try:
+        names = sorted(os.listdir(runs))
+    except (FileNotFoundError, NotADirectoryError):
+        names = []  # no job has started yet
+    except OSError as exc:
+        names = []
+        if problems is not None:
+            problems.append("runs/: {}".format(exc.strerror or exc))
+    for name in names:
         if name.endswith(".json") and not name.startswith("."):
-            record, problem = read_json(os.path.join(runs, name))
+            record, problem = read_json(runs + os.sep + name)  # not os.path.join: 10,000s of them
             if problem and problems is not None:
                 problems.append("runs/" + problem)
             if isinstance(record, dict) and "stage" in record and "job_id" in record:

@@ -334,10 +334,14 @@ def cells_of(row):
     return row.cells if row.cells is not None else next(csv.reader(io.StringIO(row.csv)))
 
 
+# one encoder for every row (json.dumps with options builds one a call); rows are trees
+STRICT_JSON = json.JSONEncoder(allow_nan=False, check_circular=False)
+
+
 def json_line(row):
     """row as one line of JSON; NaN and infinities as null (JSON has no such numbers)."""
     try:
-        return json.dumps(row, allow_nan=False)
+        return STRICT_JSON.encode(row)
     except ValueError:
         return json.dumps(json_safe(row))
 

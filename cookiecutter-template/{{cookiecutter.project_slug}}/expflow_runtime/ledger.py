@@ -108,7 +108,7 @@ def journal_jobs(exp_path):
     for name in names:
         entry, _, kind = name[:-len(".json")].rpartition(".") if name.endswith(".json") else ("", "", "")
         if entry and kind in ("intent", "job", "void") and not name.startswith("."):
-            data, _problem = files.read_json(os.path.join(directory, name))
+            data, _problem = files.read_json(directory + os.sep + name)  # not os.path.join: 10,000s of them
             if isinstance(data, dict):
                 entries.setdefault(entry, {})[kind] = data
     jobs = []

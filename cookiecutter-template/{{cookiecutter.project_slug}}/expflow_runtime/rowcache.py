@@ -102,4 +102,4 @@ class RowCache:
 
     def keep(self, entry, row):
         if entry.stamps != index.UNSETTLED:
-            self.write(index.sealed("\t".join([entry.id, entry.stamps, json.dumps(row)])))
+            self.write(index.sealed("\t".join([entry.id, entry.stamps, index.encode(row)])))
