@@ -207,8 +207,10 @@ def test_concurrent_make_train_makes_exactly_one_job(project):
             assert len(failed) == 1, results
             assert "is busy" in failed[0] or "already has a train job" in failed[0], failed[0]
             assert len(recorded_ids(project, exp)) == 1
-        names = list(slurm_jobs(project, "p").values())
-        assert all(sum(n.startswith(f"{exp}-train.") for n in names) == 1 for exp in ids)
+        # one SLURM job each; a job that started and ended within accounting's lag is
+        # in neither squeue nor sacct for a moment: asked again until SLURM knows every one
+        wait_for(lambda: all(sum(n.startswith(f"{exp}-train.") for n in slurm_jobs(project, "p").values()) == 1
+                             for exp in ids), timeout=60, what="one SLURM job per experiment")
     finally:
         cancel(slurm_jobs(project, "p"))
 
