@@ -222,7 +222,7 @@ def interleaved(repeats, commands, cwd):
             for name, runs in samples.items()}
 
 
-def drop_index(project):
+def drop_caches(project):
     """A full harvest next: the index and the row caches gone."""
     def drop():
         for name in ("harvest.index", "results.rows", "status.rows"):
@@ -239,7 +239,7 @@ def peak_rss_mib(argv, cwd, before=None):
 
 
 def gc_share(project):
-    drop_index(project)()
+    drop_caches(project)()
     out = subprocess.run([sys.executable, "-c", GC_SHARE], cwd=project, env=ENV, check=True, capture_output=True,
                          text=True).stdout
     total, collecting = json.loads(out)
@@ -252,13 +252,13 @@ RESULTS, STATUS = ["make", "-s", "results"], ["make", "-s", "status"]
 def cold_figures(project, repeats, readers=True):
     """A full harvest (no index) side by side with the minimal readers and a cold make status."""
     base = str(project / "experiments")
-    commands = {"cold": (RESULTS, drop_index(project), None),
-                "status_cold": (STATUS, drop_index(project), None)}
+    commands = {"cold": (RESULTS, drop_caches(project), None),
+                "status_cold": (STATUS, drop_caches(project), None)}
     if readers:
         commands["every"] = ([sys.executable, "-c", READER, base, "--all"], None, None)
         commands["opened"] = ([sys.executable, "-c", READER, base], None, None)
     figures = interleaved(repeats, commands, project)
-    figures["rss_cold"] = peak_rss_mib(RESULTS, project, before=drop_index(project))
+    figures["rss_cold"] = peak_rss_mib(RESULTS, project, before=drop_caches(project))
     figures["gc"] = gc_share(project)
     return figures
 
@@ -291,7 +291,7 @@ def hundred_lines(project, repeats):
     subprocess.run([sys.executable, "-c", MORE_LINES, str(project / "experiments"), "100"], check=True)
     age(project / "experiments")
     base = str(project / "experiments")
-    return interleaved(repeats, {"cold": (RESULTS, drop_index(project), None),
+    return interleaved(repeats, {"cold": (RESULTS, drop_caches(project), None),
                                  "every": ([sys.executable, "-c", READER, base, "--all"], None, None)}, project)
 
 

@@ -123,7 +123,7 @@ def damage_metadata(path):
     with open(os.path.join(path, "metadata.json"), "w") as handle:
         handle.write("{not json" + "x" * rng.randint(0, 9))
 
-def damage_index(path):
+def damage_cache(path):
     """The index or the row cache damaged in one of six ways -> which."""
     if not os.path.exists(path):
         return "missing"
@@ -182,9 +182,9 @@ for step in range(steps):
         os.makedirs(os.path.join(ROOT, "archive"), exist_ok=True)
         os.rename(target, os.path.join(ROOT, "archive", os.path.basename(target)))
     elif action == "index":
-        action = "index " + damage_index(INDEX)
+        action = "index " + damage_cache(INDEX)
     elif action == "rows":
-        action = "rows " + damage_index(rng.choice([ROWS, STATUS_ROWS]))
+        action = "rows " + damage_cache(rng.choice([ROWS, STATUS_ROWS]))
     reads, _ = compare(action)
     report["steps"].append([action, len(files.list_experiment_ids(ROOT)), len(reads)])
 print(json.dumps(report))

@@ -271,6 +271,22 @@ def cannot_write(path, exc):
     return ProjectError("cannot write {}: {}".format(display_path(path), exc.strerror or exc))
 
 
+def temp_beside(path, mode="wb"):
+    """(open file, its name): a new file of a unique name beside path (two
+    writers never share one), to be renamed over it, with the mode a plain
+    open() gives (mkstemp makes 0600 files whatever the umask); raises OSError.
+    Text is UTF-8, written as given (no newline rewrite)."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
+    try:
+        os.fchmod(fd, file_mode())
+        return open(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})), tmp
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_file(path, mode="w", place=os.replace):
     """A file written atomically, in pieces: the block writes to a temp file of a
@@ -278,15 +294,13 @@ def atomic_file(path, mode="w", place=os.replace):
     open() gives; when the block ends without error, place(temp, path) puts it
     there (a rename: a reader sees the old file or the new one, never half of
     one). On any error (disk full, permission) the temp file is removed and a
-    ProjectError names path. Text is UTF-8, written as given (no newline rewrite)."""
+    ProjectError names path. The file is temp_beside's."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
+        handle, tmp = temp_beside(path, mode)
     except OSError as exc:
         raise cannot_write(path, exc) from None
-    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
     try:
-        with open(fd, mode, **text) as handle:
-            os.fchmod(handle.fileno(), file_mode())  # mkstemp makes 0600 files whatever the umask
+        with handle:
             yield handle
         place(tmp, path)
     except BaseException as exc:

@@ -328,12 +328,10 @@ def snapshot(root, settings, with_data):
 def saved(root, settings, with_data, path):
     """(open handle, Summary) of the index written beside path and renamed over it."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    handle = os.fdopen(fd, "w+b")
+    handle, tmp = files.temp_beside(path, "w+b")
     try:
         summary = refresh(root, settings, with_data, handle)
         handle.flush()
-        os.fchmod(handle.fileno(), files.file_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

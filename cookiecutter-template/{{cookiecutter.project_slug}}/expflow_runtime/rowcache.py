@@ -18,7 +18,6 @@ import collections
 import contextlib
 import json
 import os
-import tempfile
 
 from . import files, index, slurmkit, state
 
@@ -54,7 +53,8 @@ class RowCache:
     None; keep(entry, row): cache it for the next harvest. Used as a context:
     the new cache is written beside the old one as rows come, and put in its
     place (a rename) when the block ends without error. A cache that cannot be
-    written (a full disk, a lab-mate's project) is no cache: never an error."""
+    written (a full disk, a lab-mate's project) is no cache: never an error,
+    which is why this is not files.atomic_file (it makes every failure one)."""
 
     def __init__(self, path, key, kind):
         self.path, self.kind = path, kind
@@ -62,8 +62,7 @@ class RowCache:
         self.out = self.tmp = None
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            fd, self.tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(self.path))
-            self.out = os.fdopen(fd, "wb")
+            self.out, self.tmp = files.temp_beside(self.path)
         except OSError:
             return
         self.write((key + "\n").encode("utf-8"))
@@ -76,7 +75,6 @@ class RowCache:
             with contextlib.suppress(OSError):
                 self.out.close()
                 if error is None:
-                    os.chmod(self.tmp, files.file_mode())
                     os.replace(self.tmp, self.path)
                     return
         if self.tmp:
