@@ -61,7 +61,7 @@ for index in range(count):
               "started": "2026-11-28T10:00:01+00:00", "ended": "2026-11-28T10:05:01+00:00", "node": "gl001",
               "host": "gl001", "pid": 4242, "partition": "", "account": "", "python": "3.11.7",
               "cuda_visible_devices": "", "allocated_gpus": {}}
-    files.write_json_atomic(files.run_record_path(path, "train", job_id), record)
+    files.write_experiment_json(path, files.run_record_path(path, "train", job_id), record)
     with open(os.path.join(path, "train_metrics.jsonl"), "w") as handle:
         for step in range(lines):
             handle.write(json.dumps({"epoch": step, "step": step * 100, "loss": 1.0 / (step + 1),

@@ -96,7 +96,7 @@ def new_experiment(exp_id):
     submit.submit_recorded([(path, intent)], lambda: {"pid": ""})
     record = {"stage": "train", "job_id": job_id, "state": "COMPLETED", "exit_code": 0, "restart": 0,
               "started": "2026-01-01T00:00:00+00:00", "ended": "2026-01-01T00:01:00+00:00", "node": "n1"}
-    files.write_json_atomic(files.run_record_path(path, "train", job_id), record)
+    files.write_experiment_json(path, files.run_record_path(path, "train", job_id), record)
     write_results(path)
 
 def write_results(path):
@@ -110,18 +110,25 @@ def append_metrics(path):
         handle.write(json.dumps({"epoch": rng.randint(0, 99), "val_acc": rng.random()}) + "\n")
 
 def rewrite_in_place(path):
-    with open(os.path.join(path, "config.json"), "w") as handle:  # an editor's save: same inode
-        json.dump({"optimizer": {"lr": rng.random()}, "extra": "x" * rng.randint(1, 30)}, handle)
+    """What training code does: its results written in place (same inode)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(path, "train_metrics.jsonl"))
+    with open(os.path.join(path, "train_results.json"), "w") as handle:
+        json.dump({"val_acc": rng.random(), "extra": "x" * rng.randint(1, 30)}, handle)
+
+def rewrite_config(path):
+    """config.json written again as the runtime writes it (make train after an edit of config.yaml)."""
+    files.write_json_atomic(os.path.join(path, "config.json"),
+                            {"optimizer": {"lr": rng.random()}, "extra": "x" * rng.randint(1, 30)})
 
 def record_state(path):
     for name in os.listdir(os.path.join(path, "runs")):
         record = json.load(open(os.path.join(path, "runs", name)))
         record["state"] = rng.choice(["RUNNING", "FAILED", "COMPLETED", "CANCELLED"])
-        files.write_json_atomic(os.path.join(path, "runs", name), record)
+        files.write_experiment_json(path, os.path.join(path, "runs", name), record)  # as jobrecord.py writes it
 
 def damage_metadata(path):
-    with open(os.path.join(path, "metadata.json"), "w") as handle:
-        handle.write("{not json" + "x" * rng.randint(0, 9))
+    files.write_bytes_atomic(os.path.join(path, "metadata.json"), b"{not json" + b"x" * rng.randint(0, 9))
 
 def damage_cache(path):
     """The index or the row cache damaged in one of six ways -> which."""
@@ -159,8 +166,8 @@ report = {"first_reads": len(first), "unchanged_reads": len(unchanged), "unchang
           "steps": []}
 for step in range(steps):
     ids = files.list_experiment_ids(ROOT)
-    action = rng.choice(["add", "add", "results", "metrics", "in_place", "record", "metadata", "delete", "archive",
-                         "index", "index", "rows", "nothing"])
+    action = rng.choice(["add", "add", "results", "metrics", "in_place", "config", "record", "metadata", "delete",
+                         "archive", "index", "index", "rows", "nothing"])
     target = os.path.join(ROOT, "experiments", rng.choice(ids)) if ids else None
     if action == "add" or target is None:
         made += 1
@@ -172,6 +179,8 @@ for step in range(steps):
         append_metrics(target)
     elif action == "in_place":
         rewrite_in_place(target)
+    elif action == "config":
+        rewrite_config(target)
     elif action == "record":
         record_state(target)
     elif action == "metadata":
@@ -206,7 +215,7 @@ def test_index_gives_the_full_harvest_after_random_changes(bake, seed):
     for action, count, reads in report["steps"]:
         if action in ("nothing", "delete", "archive") or action.startswith("rows "):
             assert reads == 0, report  # what is gone is dropped; the rest is not read again
-        elif action in ("add", "results", "metrics", "in_place", "record", "metadata"):
+        elif action in ("add", "results", "metrics", "in_place", "config", "record", "metadata"):
             assert reads == 1, report  # the experiment changed, and only it
         elif action in ("index delete", "index garbage", "index header"):
             assert reads == count, report  # a full harvest

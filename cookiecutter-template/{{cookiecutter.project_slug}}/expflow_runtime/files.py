@@ -271,12 +271,13 @@ def cannot_write(path, exc):
     return ProjectError("cannot write {}: {}".format(display_path(path), exc.strerror or exc))
 
 
-def temp_beside(path, mode="wb"):
+def temp_beside(path, mode="wb", temp_dir=None):
     """(open file, its name): a new file of a unique name beside path (two
     writers never share one), to be renamed over it, with the mode a plain
     open() gives (mkstemp makes 0600 files whatever the umask); raises OSError.
-    Text is UTF-8, written as given (no newline rewrite)."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
+    Text is UTF-8, written as given (no newline rewrite). temp_dir: another
+    directory of the same file system to make it in (write_experiment_json)."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=temp_dir or os.path.dirname(path) or ".")
     try:
         os.fchmod(fd, file_mode())
         return open(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})), tmp
@@ -288,7 +289,7 @@ def temp_beside(path, mode="wb"):
 
 
 @contextlib.contextmanager
-def atomic_file(path, mode="w", place=os.replace):
+def atomic_file(path, mode="w", place=os.replace, temp_dir=None):
     """A file written atomically, in pieces: the block writes to a temp file of a
     unique name beside path (two writers never share one), with the mode a plain
     open() gives; when the block ends without error, place(temp, path) puts it
@@ -296,7 +297,7 @@ def atomic_file(path, mode="w", place=os.replace):
     one). On any error (disk full, permission) the temp file is removed and a
     ProjectError names path. The file is temp_beside's."""
     try:
-        handle, tmp = temp_beside(path, mode)
+        handle, tmp = temp_beside(path, mode, temp_dir)
     except OSError as exc:
         raise cannot_write(path, exc) from None
     try:
@@ -311,7 +312,7 @@ def atomic_file(path, mode="w", place=os.replace):
         raise
 
 
-def write_bytes_atomic(path, data, exclusive=False):
+def write_bytes_atomic(path, data, exclusive=False, temp_dir=None):
     """data written as atomic_file writes. exclusive: create path only if it does
     not exist yet (a hard link, atomic on NFS and Lustre too); False when it did."""
     created = []
@@ -324,7 +325,7 @@ def write_bytes_atomic(path, data, exclusive=False):
             pass
         os.unlink(tmp)
 
-    with atomic_file(path, "wb", link if exclusive else os.replace) as handle:
+    with atomic_file(path, "wb", link if exclusive else os.replace, temp_dir) as handle:
         handle.write(data)
     return bool(created) or not exclusive
 
@@ -334,8 +335,21 @@ def write_text_atomic(path, text):
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def json_bytes(data):
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
 def write_json_atomic(path, data):
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_bytes_atomic(path, json_bytes(data))
+
+
+def write_experiment_json(exp_path, path, data, exclusive=False):
+    """write_json_atomic of a file in one of an experiment's folders (runs/,
+    jobs/; exclusive as write_bytes_atomic), its temp file made in the
+    experiment's own directory: the rename out of it changes that directory's
+    mtime, which is how the harvest index sees every file the runtime writes
+    in an experiment with one stat (index.py)."""
+    return write_bytes_atomic(path, json_bytes(data), exclusive, temp_dir=exp_path)
 
 
 MAX_DEPTH = 100  # JSON nested deeper is refused: code that walks it would recurse too deep

@@ -7,18 +7,19 @@ same result. One line per experiment, in id order, fields split by tabs:
 
     crc  id  names  stamps  summary  state  data
 
-names: the files a harvest read in the experiment (JSON list, relative
-paths: its state files, then its data files); stamps: inode, mtime_ns and size
-of the experiment's directory and of each of those, taken BEFORE they were
-read, so a file written meanwhile is read again next time ("|" between the
-state files' and the data files': make status checks the first part only).
-Checking an entry is one stat per name, no listing: a
-file added, removed or replaced by rename (how the runtime writes) changes
-the directory's stamp; one written in place changes its own. runs/ and jobs/
-are stamped as directories: the runtime only renames or links files into
-them. An experiment changed less than SETTLE_SECONDS before the harvest
-started gets stamps "-" (read again next time): a file can change twice within
-one tick of the file system's clock. state: what its state needs (its newest
+names: the files of the experiment that its jobs write (relative paths: its
+results and metrics files, and its logs when METRIC_PATTERN* read them);
+stamps: inode, mtime_ns and size of the experiment's directory, "|", those of
+each of those files, taken BEFORE they were read, so a file written meanwhile
+is read again next time (make status checks the directory only). Checking an
+entry is one stat per stamp, no listing. The runtime writes every other file
+the harvest reads (metadata.json, config.json, jobs/, runs/) by a rename
+through the experiment's own directory (files.write_experiment_json), and a
+file added, removed or renamed there changes the directory's stamp; a job
+writes its results in place, which changes their own. An experiment changed
+less than SETTLE_SECONDS before the harvest started gets stamps "-" (read
+again next time): a file can change twice within one tick of the file
+system's clock. state: what its state needs (its newest
 jobs, their records, problems); data: its config and metrics (null when make
 status read the state only); summary: what a harvest needs before the rows
 (job ids to ask the scheduler about, column names). crc: of the rest of the
@@ -35,12 +36,11 @@ import tempfile
 import time
 import zlib
 
-from . import files, ledger, state
+from . import files, state
 
 INDEX_FILE = os.path.join(".expflow", "harvest.index")
-FORMAT = "expflow-harvest-index 3"
+FORMAT = "expflow-harvest-index 4"
 SETTLE_SECONDS = 2
-STATE_NAMES = ("metadata.json", ledger.JOURNAL, "runs")  # jobs/ and runs/: renamed or linked into only
 LOGS = "logs"
 UNSETTLED = "-"  # the stamps of an entry read again next time
 
@@ -52,10 +52,10 @@ Fingerprint = collections.namedtuple("Fingerprint", "names stamps newest present
 # ----------------------------------------------------------------- fingerprints
 
 def data_names(present):
-    """What a harvest reads for an experiment's config and metrics, of the names
-    in its directory: config.json and, per stage, its results JSON or else its
-    metrics JSONL (state.stage_metrics)."""
-    names = ["config.json"] if "config.json" in present else []
+    """The files a job writes that a harvest reads, of the names in an
+    experiment's directory: per stage, its results JSON or else its metrics
+    JSONL (state.stage_metrics)."""
+    names = []
     for stage in state.STAGES:
         results, series = "{}_results.json".format(stage), "{}_metrics.jsonl".format(stage)
         names += [results] if results in present else [series] if series in present else []
@@ -65,26 +65,24 @@ def data_names(present):
 def fingerprint(path, with_data, with_logs):
     """Fingerprint of what a harvest is about to read of an experiment (each
     directory stamped before it is listed), or None when it cannot be read.
-    stamps: those of the directory and its state files, "|", those of its data
-    files (make status checks the first part only). present: the names in its
-    directory (sorted), for state.load_experiment."""
+    stamps: the directory's, "|", those of the files its jobs write (make
+    status checks the first part only). present: the names in its directory
+    (sorted), for state.load_experiment."""
     prefix = path + os.sep
     try:
         top = os.lstat(path)  # a link put in its place is another stamp, never followed
         present = sorted(os.listdir(path))
-        names = [name for name in STATE_NAMES if name in present]
-        state_infos = [top] + [os.stat(prefix + name) for name in names]
-        data = data_names(present) if with_data else []
-        data_infos = [os.stat(prefix + name) for name in data]
+        names = data_names(present) if with_data else []
+        infos = [os.stat(prefix + name) for name in names]
         if with_data and with_logs and LOGS in present:
-            data_infos.append(os.stat(prefix + LOGS))  # stamped before it is listed, as the experiment
+            infos.append(os.stat(prefix + LOGS))  # stamped before it is listed, as the experiment
             logs = [LOGS + "/" + log for log in sorted(os.listdir(prefix + LOGS))]
-            data += [LOGS] + logs
-            data_infos += [os.stat(prefix + log) for log in logs]
+            names += [LOGS] + logs
+            infos += [os.stat(prefix + log) for log in logs]
     except OSError:
         return None
-    newest = max(info.st_mtime_ns for info in state_infos + data_infos)
-    return Fingerprint(names + data, stamps_of(state_infos) + "|" + stamps_of(data_infos), newest, present)
+    newest = max(info.st_mtime_ns for info in [top] + infos)
+    return Fingerprint(names, stamps_of([top]) + "|" + stamps_of(infos), newest, present)
 
 
 def stamps_of(infos):
@@ -92,15 +90,16 @@ def stamps_of(infos):
 
 
 def unchanged(path, names, stamps, with_data):
-    """Whether the experiment's directory and the files named (its state files
-    only, without with_data) are as stamped."""
-    prefix, (names, state_count) = path + os.sep, names
+    """Whether the experiment's directory and (with_data) the files named are as stamped."""
+    top, _, data = stamps.partition("|")
     try:
-        infos = [os.lstat(path)] + [os.stat(prefix + name) for name in (names if with_data else names[:state_count])]
+        info = os.lstat(path)
+        if "%d:%d:%d" % (info.st_ino, info.st_mtime_ns, info.st_size) != top:
+            return False
+        prefix = path + os.sep
+        return not with_data or stamps_of([os.stat(prefix + name) for name in names]) == data
     except OSError:
         return False
-    state, _, data = stamps.partition("|")
-    return stamps_of(infos[:state_count + 1]) == state and (not with_data or stamps_of(infos[state_count + 1:]) == data)
 
 
 def index_key(settings):
@@ -231,11 +230,6 @@ class Memo(dict):
         return value
 
 
-def names_and_state_count(text):
-    names = json.loads(text)
-    return names, sum(1 for name in names if name in STATE_NAMES)
-
-
 # ----------------------------------------------------------------- bringing it up to date
 
 def refresh(root, settings, with_data, out):
@@ -246,7 +240,7 @@ def refresh(root, settings, with_data, out):
     recent = int((time.time() - SETTLE_SECONDS) * 1e9)
     old = Lookup(old_entries(os.path.join(root, INDEX_FILE), key))
     out.write((key + "\n").encode("utf-8"))
-    names_of, summaries = Memo(names_and_state_count), Memo()
+    names_of, summaries = Memo(), Memo()
     count, asked, unresolved, params, metrics, warnings = 0, set(), [], set(), set(), False
     base = files.experiments_dir(root)
     for exp_id in files.list_experiment_ids(root):  # no links among them

@@ -71,6 +71,10 @@ def record_path(env):
                                  env.get("EXPFLOW_RESTART") or 0)
 
 
+def write_record(env, record):
+    files.write_experiment_json(env["EXPFLOW_EXP_DIR"], record_path(env), record)
+
+
 def read_record(env):
     record, _ = files.read_json(record_path(env))
     if isinstance(record, dict):
@@ -111,10 +115,10 @@ def start(env):
     }
     if blocked:
         record.update(state="CANCELLED", ended=files.now_iso(), reason=blocked)
-        files.write_json_atomic(record_path(env), record)
+        write_record(env, record)
         print("expflow: not running: " + blocked, file=sys.stderr)
         return 1
-    files.write_json_atomic(record_path(env), record)
+    write_record(env, record)
     return 0
 
 
@@ -132,7 +136,7 @@ def environment(env):
         conda_env=env.get("CONDA_DEFAULT_ENV", ""), virtualenv=env.get("VIRTUAL_ENV", ""),
         container=env.get("ENV_CONTAINER", ""), gpus=gpu_inventory(),
     )
-    files.write_json_atomic(record_path(env), record)
+    write_record(env, record)
     return 0
 
 
@@ -148,7 +152,7 @@ def finish(env, code, killed_by):
     record.update(state=state, exit_code=code, ended=files.now_iso())
     if killed_by and killed_by not in ENDED_BY:
         record["signal"] = killed_by
-    files.write_json_atomic(record_path(env), record)
+    write_record(env, record)
     return 0
 
 

@@ -20,7 +20,6 @@ Standard library only, Python 3.6+.
 """
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -47,11 +46,11 @@ class Busy(files.ProjectError):
 
 # ----------------------------------------------------------------- write-once files
 
-def create_exclusive(path, data):
+def create_exclusive(path, data, exp_path=None):
     """Create path holding data as JSON, whole, unless it exists: True when this
-    call created it."""
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    return files.write_bytes_atomic(path, text.encode("utf-8"), exclusive=True)
+    call created it. exp_path: the experiment of a file in its journal
+    (files.write_experiment_json)."""
+    return files.write_experiment_json(exp_path or os.path.dirname(path), path, data, exclusive=True)
 
 
 def new_token():
@@ -80,7 +79,7 @@ def write_intent(exp_path, intent):
     stamp = datetime.utcnow().strftime("%Y%m%dT%H%M%S.%f")
     intent = dict(intent, entry="{}-{}".format(stamp, intent["token"]), created=files.now_iso(),
                   created_epoch=time.time())
-    if not create_exclusive(os.path.join(journal_dir(exp_path), intent["entry"] + ".intent.json"), intent):
+    if not create_exclusive(os.path.join(journal_dir(exp_path), intent["entry"] + ".intent.json"), intent, exp_path):
         raise files.ProjectError("{}: a journal entry named {} exists already".format(exp_path, intent["entry"]))
     return intent
 
@@ -93,7 +92,7 @@ def write_outcome(exp_path, intent, kind, data):
     other = "void" if kind == "job" else "job"
     if os.path.exists(os.path.join(journal_dir(exp_path), "{}.{}.json".format(intent["entry"], other))):
         return False
-    return create_exclusive(path, dict(data, entry=intent["entry"]))
+    return create_exclusive(path, dict(data, entry=intent["entry"]), exp_path)
 
 
 def journal_jobs(exp_path):

@@ -6,7 +6,6 @@ Standard library only, Python 3.6+.
 """
 
 import contextlib
-import json
 import os
 import shlex
 import shutil
@@ -418,4 +417,4 @@ def record_early_cancel(exp_path, job, wait=3.0):
     record = {"stage": job["stage"], "job_id": job["job_id"], "state": "CANCELLED", "exit_code": 143,
               "signal": "TERM", "ended": files.now_iso(), "note": "cancelled before the job had started"}
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    files.write_bytes_atomic(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(), exclusive=True)
+    files.write_experiment_json(exp_path, path, record, exclusive=True)
