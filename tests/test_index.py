@@ -20,7 +20,7 @@ from conftest import make, run
 # harvest through the index with a harvest without one (the index moved aside
 # meanwhile, then put back, so that it goes on aging). Prints one JSON object.
 DRIVER = r'''
-import contextlib, io, json, os, random, shutil, sys, time, types
+import contextlib, glob, io, json, os, random, shutil, sys, time, types
 sys.path.insert(0, os.getcwd())
 from expflow_runtime import files, index, results, rowcache, state, submit
 from expflow_runtime import harvest as harvest_lib
@@ -70,13 +70,18 @@ def compare(what):
         del loads[:], renders[:]
         through = harvest(command)
         read[command], rendered[command] = list(loads), list(renders)
-        for cache in (INDEX, ROWS, STATUS_ROWS):  # a full harvest: no cache at all
-            if os.path.exists(cache):
-                os.replace(cache, cache + ".kept")
+        # a full harvest: no cache at all; then the caches put back with the
+        # results files they describe (results.rows copies rows from them)
+        kept = [INDEX, ROWS, STATUS_ROWS] + rowcache.result_paths(ROOT) + data_files()
+        aside = os.path.join(ROOT, "aside")
+        os.makedirs(aside, exist_ok=True)
+        for number, path in enumerate(kept):
+            if os.path.exists(path):
+                os.replace(path, os.path.join(aside, str(number)))
         full = harvest(command)
-        for cache in (INDEX, ROWS, STATUS_ROWS):
-            if os.path.exists(cache + ".kept"):
-                os.replace(cache + ".kept", cache)
+        for number, path in enumerate(kept):
+            if os.path.exists(os.path.join(aside, str(number))):
+                os.replace(os.path.join(aside, str(number)), path)
         if through != full:
             print(json.dumps({"differs": what, "command": command, "through": through, "full": full}))
             sys.exit(1)
@@ -84,6 +89,9 @@ def compare(what):
         print(json.dumps({"differs": what, "status read again": read["cmd_status"]}))
         sys.exit(1)
     return read["cmd_results"], rendered["cmd_results"]
+
+def data_files():
+    return glob.glob(os.path.join(ROOT, ".expflow", index.DATA_PREFIX + "*"))
 
 def new_experiment(exp_id):
     config = {"optimizer": {"lr": rng.choice([0.1, 0.01, 1.306123])}, "state": "mystate", "seed": rng.randint(0, 9)}
@@ -164,10 +172,12 @@ first, _ = compare("start")
 unchanged, rendered = compare("nothing changed")
 report = {"first_reads": len(first), "unchanged_reads": len(unchanged), "unchanged_renders": len(rendered),
           "steps": []}
-for step in range(steps):
+KINDS = ["add", "add", "results", "metrics", "in_place", "config", "record", "metadata", "delete", "archive",
+         "index", "index", "data", "rows", "output", "nothing"]
+plan = rng.sample(KINDS, len(KINDS)) if steps >= len(KINDS) else []  # each kind at least once
+plan += [rng.choice(KINDS) for _ in range(steps - len(plan))]
+for action in plan:
     ids = files.list_experiment_ids(ROOT)
-    action = rng.choice(["add", "add", "results", "metrics", "in_place", "config", "record", "metadata", "delete",
-                         "archive", "index", "index", "rows", "nothing"])
     target = os.path.join(ROOT, "experiments", rng.choice(ids)) if ids else None
     if action == "add" or target is None:
         made += 1
@@ -192,8 +202,15 @@ for step in range(steps):
         os.rename(target, os.path.join(ROOT, "archive", os.path.basename(target)))
     elif action == "index":
         action = "index " + damage_cache(INDEX)
+    elif action == "data":  # the index's data file (its name is on the index's second line)
+        data = data_files()
+        action = "data " + (damage_cache(data[0]) if data else "missing")
     elif action == "rows":
         action = "rows " + damage_cache(rng.choice([ROWS, STATUS_ROWS]))
+    elif action == "output":  # a results file edited by hand: results.rows copies no row from it
+        with open(rng.choice(rowcache.result_paths(ROOT)), "r+b") as handle:
+            handle.seek(rng.randrange(os.fstat(handle.fileno()).st_size))
+            handle.write(b"#")
     reads, _ = compare(action)
     report["steps"].append([action, len(files.list_experiment_ids(ROOT)), len(reads)])
 print(json.dumps(report))
@@ -213,7 +230,7 @@ def test_index_gives_the_full_harvest_after_random_changes(bake, seed):
     assert report["first_reads"] == 4 and report["unchanged_reads"] == 0  # cached: nothing read again
     assert report["unchanged_renders"] == 0  # nor rendered again
     for action, count, reads in report["steps"]:
-        if action in ("nothing", "delete", "archive") or action.startswith("rows "):
+        if action in ("nothing", "delete", "archive", "output") or action.startswith("rows "):
             assert reads == 0, report  # what is gone is dropped; the rest is not read again
         elif action in ("add", "results", "metrics", "in_place", "config", "record", "metadata"):
             assert reads == 1, report  # the experiment changed, and only it
@@ -222,6 +239,7 @@ def test_index_gives_the_full_harvest_after_random_changes(bake, seed):
     actions = {step[0] for step in report["steps"]}
     assert {"add", "delete"} <= actions and actions & {"results", "metrics", "in_place"}, actions
     assert any(a.startswith("index ") for a in actions) and any(a.startswith("rows ") for a in actions), actions
+    assert any(a.startswith("data ") for a in actions), actions
 
 
 def age(project, seconds=3600):
@@ -250,8 +268,8 @@ def test_a_file_changed_within_one_tick_of_the_clock_is_still_seen(bake):
     assert natives["e001"]["val_acc"] == 0.75
     age(project)
     make(project, "results")
-    lines = (project / ".expflow" / "harvest.index").read_text().splitlines()[1:]
-    assert len(lines) == 4 and all(line.split("\t")[2] != "-" for line in lines)  # settled: kept
+    lines = (project / ".expflow" / "harvest.index").read_text().splitlines()[2:]  # after its key and data file
+    assert len(lines) == 4 and all(line.split("\t")[3] != "-" for line in lines)  # settled: kept
 
 
 JOB_WRITES_MEANWHILE = r'''

@@ -271,13 +271,13 @@ def cannot_write(path, exc):
     return ProjectError("cannot write {}: {}".format(display_path(path), exc.strerror or exc))
 
 
-def temp_beside(path, mode="wb", temp_dir=None):
+def temp_beside(path, mode="wb", temp_dir=None, prefix=".tmp-"):
     """(open file, its name): a new file of a unique name beside path (two
     writers never share one), to be renamed over it, with the mode a plain
     open() gives (mkstemp makes 0600 files whatever the umask); raises OSError.
     Text is UTF-8, written as given (no newline rewrite). temp_dir: another
     directory of the same file system to make it in (write_experiment_json)."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=temp_dir or os.path.dirname(path) or ".")
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=temp_dir or os.path.dirname(path) or ".")
     try:
         os.fchmod(fd, file_mode())
         return open(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})), tmp

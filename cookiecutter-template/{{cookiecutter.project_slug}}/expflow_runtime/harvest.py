@@ -59,15 +59,15 @@ def scheduled_entries(env, with_data=True):
     known already need not even be parsed. with_data=False: state only (make
     status)."""
     settings = profiles.project_settings(env)
-    with index.snapshot(files.ROOT, settings, with_data) as (summary, handle):
+    with index.snapshot(files.ROOT, settings, with_data) as (summary, view):
         patterns = state.metric_patterns(settings)
         unsettled = {i: state.load_experiment(files.ROOT, i, patterns, with_data) for i in summary.unresolved}
         infos, here = state.settle_and_ask(summary.asked, list(unsettled.values()), settings, env)
 
         def merged(entry):
-            exp = unsettled.get(entry.id) or index.experiment(entry, files.ROOT)
+            exp = unsettled.get(entry.id) or view.experiment(entry)
             return exp, state.merged_jobs(exp, infos, here)
-        yield settings, summary, index.written(handle), merged
+        yield settings, summary, view.entries(), merged
 
 
 @contextlib.contextmanager
@@ -203,8 +203,7 @@ def cached_rows(entries, merged, columns, render, cache):
             found = warned(result_row(exp, jobs))
             native = {name: native_value(found, kind, key) for name, kind, key in columns}
             row = render([tables.format_value(value) for value in native.values()], native, found["swept"])
-            if rowcache.from_files_alone(exp):
-                cache.keep(entry, row._replace(cells=None))  # the cells are in its CSV line: cells_of
+            row = row._replace(id=entry.id, stamps=entry.stamps if rowcache.from_files_alone(exp) else index.UNSETTLED)
         yield row
 
 
@@ -228,7 +227,8 @@ def screen_order(header, columns):
     return first + [c for c in header if c not in first]
 
 
-Rendered = collections.namedtuple("Rendered", "state metric csv md json cells swept")
+Rendered = collections.namedtuple("Rendered", "state metric csv md json cells swept id stamps")
+Rendered.__new__.__defaults__ = (None, None)  # id and stamps: what the row cache keeps it by
 
 
 class Renderer:
@@ -252,27 +252,84 @@ class Renderer:
                         self.line, tables.markdown_row(text), json_line(native), text, swept)
 
 
-def write_results(header, rows, on_row=None):
-    """results/results.{csv,md,json} from Rendered rows, streamed, each file
-    whole or not at all; on_row(row) sees each row as written."""
+def result_heads(header):
+    """What results.csv, .md and .json hold before their first row."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerow(header)
+    return [text.getvalue().encode("utf-8"), tables.markdown_head(header).encode("utf-8"), b"["]
+
+
+def write_results(header, rows, on_row=None, cache=None):
+    """results/results.{csv,md,json} from rows, streamed, each file whole or
+    not at all: Rendered rows as rendered, Copied ones (rowcache.py) copied
+    from the last results files, those in a row at once; on_row(row) sees
+    each row as written, and cache (a ResultsCache) the length of each."""
     out_dir = os.path.join(files.ROOT, "results")
     os.makedirs(out_dir, exist_ok=True)
-    paths = [os.path.join(out_dir, "results." + kind) for kind in ("csv", "md", "json")]
-    with files.atomic_file(paths[0]) as csv_file, files.atomic_file(paths[1]) as md_file, \
-            files.atomic_file(paths[2]) as json_file:
-        csv.writer(csv_file, lineterminator="\n").writerow(header)
-        md_file.write(tables.markdown_head(header))
-        json_file.write("[")
-        separator = "\n"
+    paths = rowcache.result_paths(files.ROOT)
+    with files.atomic_file(paths[0], "wb") as csv_file, files.atomic_file(paths[1], "wb") as md_file, \
+            files.atomic_file(paths[2], "wb") as json_file:
+        outs = [Spliced(out, kind, cache) for out, kind in zip((csv_file, md_file, json_file), rowcache.RESULT_KINDS)]
+        for out, head in zip(outs, result_heads(header)):
+            out.out.write(head)
+        outs[2].before = b"\n"
         for row in rows:
-            csv_file.write(row.csv)
-            md_file.write(row.md)
-            # one row a line: readable, and json's C encoder (indent= would use the slow Python one)
-            json_file.write(separator + row.json)
-            separator = ",\n"
+            if isinstance(row, rowcache.Copied):
+                for out, span in zip(outs, row.spans):
+                    out.copy(span)
+                lengths = [length for _, length in row.spans]
+            else:
+                texts = [row.csv.encode("utf-8"), row.md.encode("utf-8"), row.json.encode("utf-8")]
+                for out, text in zip(outs, texts):
+                    out.write(text)
+                lengths = [len(text) for text in texts]
+            if cache is not None:
+                cache.add(row, lengths)
             if on_row:
                 on_row(row)
-        json_file.write("\n]\n" if separator == ",\n" else "]\n")
+        for out in outs:
+            out.flush()
+        json_file.write(b"\n]\n" if outs[2].before == rowcache.JSON_SEPARATOR else b"]\n")
+        if cache is not None:
+            for handle in (csv_file, md_file, json_file):
+                handle.flush()
+            cache.finish((csv_file, md_file, json_file))
+
+
+class Spliced:
+    """One results file written from rows rendered and spans of the last one:
+    spans that follow each other there are copied at once. before: what
+    results.json puts before a row (None for the other two files)."""
+
+    def __init__(self, out, kind, cache):
+        self.out, self.kind, self.cache = out, kind, cache
+        self.before, self.start, self.end = None, None, None
+
+    def separator(self):
+        before = self.before or b""
+        if self.before is not None:
+            self.before = rowcache.JSON_SEPARATOR
+        return before
+
+    def write(self, text):
+        self.flush()
+        self.out.write(self.separator())
+        self.out.write(text)
+
+    def copy(self, span):
+        offset, length = span
+        before = self.separator()
+        if self.end is not None and offset == self.end + len(before):  # the old file holds the same separator
+            self.end = offset + length
+            return
+        self.flush()
+        self.out.write(before)
+        self.start, self.end = offset, offset + length
+
+    def flush(self):
+        if self.start is not None:
+            self.cache.copy(self.kind, self.start, self.end, self.out)
+        self.start = self.end = None
 
 
 Harvest = collections.namedtuple("Harvest", "header table natives rows experiments settings")
@@ -319,18 +376,21 @@ class Screen:
         if self.limit == 0:
             return
         missing, value = self.rank(row.metric)
-        item = (-missing, -value, -self.total, row)  # negated: the heap's top is the worst row kept
+        item = (-missing, -value, -self.total)  # negated: the heap's top is the worst row kept
         if self.limit is None or len(self.kept) < self.limit:
-            heapq.heappush(self.kept, item)
-        elif item > self.kept[0]:
-            heapq.heapreplace(self.kept, item)
+            heapq.heappush(self.kept, item + (cells_of(row),))
+        elif item > self.kept[0][:3]:
+            heapq.heapreplace(self.kept, item + (cells_of(row),))
 
     def rows(self):
-        return [cells_of(item[3]) for item in sorted(self.kept, reverse=True)]
+        return [item[3] for item in sorted(self.kept, reverse=True)]
 
 
 def cells_of(row):
-    """A Rendered row's cells as text: a cached row keeps only its CSV line."""
+    """A row's cells as text: a cached row has only its CSV line (Rendered) or
+    its place in the last results.csv (rowcache.Copied)."""
+    if isinstance(row, rowcache.Copied):
+        return next(csv.reader(io.StringIO(row.source.read("csv", row.spans[0]).decode("utf-8"))))
     return row.cells if row.cells is not None else next(csv.reader(io.StringIO(row.csv)))
 
 

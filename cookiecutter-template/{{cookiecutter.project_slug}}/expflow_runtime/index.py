@@ -39,13 +39,16 @@ import zlib
 from . import files, state
 
 INDEX_FILE = os.path.join(".expflow", "harvest.index")
-FORMAT = "expflow-harvest-index 4"
+DATA_PREFIX = "harvest.data-"
+FORMAT = "expflow-harvest-index 5"
+COMPACT_BYTES = 1 << 20  # dead blobs a data file may hold beyond as many live ones
+STRAY_SECONDS = 600
 SETTLE_SECONDS = 2
 LOGS = "logs"
 UNSETTLED = "-"  # the stamps of an entry read again next time
 
 Summary = collections.namedtuple("Summary", "count asked unresolved params metrics warnings")
-Entry = collections.namedtuple("Entry", "id names stamps summary state data line")
+Entry = collections.namedtuple("Entry", "id names stamps summary kind offset length line")
 Fingerprint = collections.namedtuple("Fingerprint", "names stamps newest present")
 
 
@@ -145,14 +148,6 @@ def summary_of(experiment, with_data):
     return [asked, int(unresolved), params, metrics, int(bool(problems))]
 
 
-def entry_line(exp_id, names, stamps, experiment, with_data):
-    """(line of the index as bytes, its summary) for a freshly read experiment."""
-    summary = summary_of(experiment, with_data)
-    fields = [exp_id, encode(names), stamps, encode(summary), encode(state_part(experiment)),
-              encode(data_part(experiment)) if with_data else "null"]
-    return sealed("\t".join(fields)), summary
-
-
 # JSON of what files gave, trees with no cycle: no check for one (a tenth of the encoding)
 encode = json.JSONEncoder(check_circular=False).encode
 
@@ -230,101 +225,244 @@ class Memo(dict):
         return value
 
 
+# ----------------------------------------------------------------- the data file
+
+class DataFile:
+    """The data file of an index: blobs (sealed lines "crc id state data")
+    appended, never moved, read back by offset. A blob that is not what its
+    entry says (a damaged file, one another harvest replaced) reads as None."""
+
+    def __init__(self, fd, name, new=False):
+        self.fd, self.name, self.new = fd, name, new
+
+    @classmethod
+    def opened(cls, directory, name):
+        """The data file of the last index, to read and append to, or None."""
+        if not name.startswith(DATA_PREFIX) or os.sep in name:
+            return None
+        try:
+            return cls(os.open(os.path.join(directory, name), os.O_RDWR | os.O_APPEND), name)
+        except OSError:
+            return None
+
+    @classmethod
+    def created(cls, directory):
+        handle, path = files.temp_beside(os.path.join(directory, DATA_PREFIX), "wb", prefix=DATA_PREFIX)
+        handle.close()  # opened again to append: mkstemp's descriptor does not
+        return cls(os.open(path, os.O_RDWR | os.O_APPEND), os.path.basename(path), new=True)
+
+    def size(self):
+        return os.fstat(self.fd).st_size
+
+    def append(self, blob):
+        """-> its offset: where this descriptor's appending write ended, less its
+        length (another harvest may append to the same file meanwhile)."""
+        written = os.write(self.fd, blob)
+        if written != len(blob):
+            raise OSError(28, "short write to the harvest index's data")
+        return os.lseek(self.fd, 0, os.SEEK_CUR) - written
+
+    def read(self, exp_id, offset, length):
+        """[state, data] as JSON texts of the blob at offset, or None."""
+        try:
+            fields = unsealed(os.pread(self.fd, length, offset), 3)
+        except (OSError, OverflowError, ValueError):
+            return None
+        return fields[1:] if fields and fields[0] == exp_id else None
+
+    def close(self):
+        os.close(self.fd)
+
+
+def blob(exp_id, experiment, with_data):
+    fields = [exp_id, encode(state_part(experiment)), encode(data_part(experiment)) if with_data else "null"]
+    return sealed("\t".join(fields))
+
+
+def entry_line(exp_id, names, stamps, summary, kind, offset, length):
+    return sealed("\t".join([exp_id, names, stamps, summary, kind, str(offset), str(length)]))
+
+
+def old_index(root, key):
+    """(data file name, the bytes its entries point at, their entries) of the
+    index the last harvest left, or ("", 0, nothing) when it is missing,
+    damaged at its head, or of another release or settings."""
+    try:
+        handle = open(os.path.join(root, INDEX_FILE), "rb")
+    except OSError:
+        return "", 0, iter(())
+    head = unsealed(handle.readline(), 3) if handle.readline() == (key + "\n").encode("utf-8") else None
+    if not head or head[0] != "data" or not head[2].isdigit():
+        handle.close()
+        return "", 0, iter(())
+
+    def lines():
+        with handle:
+            yield from entries(handle)
+    return head[1], int(head[2]), lines()
+
+
+def data_head(name, live):
+    """The index's second line: its data file and how many of its bytes are
+    live, fixed in width so that it is written again in place at the end."""
+    return sealed("data\t{}\t{:016d}".format(name, live))
+
+
 # ----------------------------------------------------------------- bringing it up to date
 
-def refresh(root, settings, with_data, out):
-    """Write the index of every experiment to out, reading again only those
-    whose stamps changed (with_data: config and metrics too) -> Summary."""
+def refresh(root, settings, with_data, out, directory):
+    """Write the index of every experiment to out and its data file in
+    directory, reading again only the experiments whose stamps changed
+    (with_data: config and metrics too) -> (Summary, DataFile, the old one's
+    name when this one replaces it). Unchanged entries keep their lines and
+    their blobs; when the data file holds more than twice what the entries
+    point at (what was read again accumulates), the live blobs are copied to
+    a new one."""
     patterns = state.metric_patterns(settings)
     key = index_key(settings)
-    recent = int((time.time() - SETTLE_SECONDS) * 1e9)
-    old = Lookup(old_entries(os.path.join(root, INDEX_FILE), key))
+    old_name, old_live, old_lines = old_index(root, key)
+    data = DataFile.opened(directory, old_name)
+    source, replaced = data, ""
+    if data is None or data.size() > 2 * old_live + COMPACT_BYTES:
+        data, replaced = DataFile.created(directory), old_name
+    old = Lookup(old_lines if source is not None else iter(()))
     out.write((key + "\n").encode("utf-8"))
+    try:
+        summary = entries_written(root, with_data, out, old, source, data, patterns)
+    except BaseException:
+        if data is not source:
+            data.close()
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, data.name))
+        raise
+    finally:
+        if source is not None and source is not data:
+            source.close()
+    return summary, data, replaced
+
+
+def entries_written(root, with_data, out, old, source, data, patterns):
+    """refresh's work on each experiment -> Summary."""
+    recent = int((time.time() - SETTLE_SECONDS) * 1e9)
+    head_at = out.tell()
+    out.write(data_head(data.name, 0))
     names_of, summaries = Memo(), Memo()
-    count, asked, unresolved, params, metrics, warnings = 0, set(), [], set(), set(), False
+    count, asked, unresolved, params, metrics, warnings, live = 0, set(), [], set(), set(), False, 0
     base = files.experiments_dir(root)
     for exp_id in files.list_experiment_ids(root):  # no links among them
         path = os.path.join(base, exp_id)
         entry = old.take(exp_id)
-        if entry and entry.stamps != UNSETTLED and (entry.data != "null" or not with_data) \
+        line = None
+        if entry and entry.stamps != UNSETTLED and (entry.kind == "d" or not with_data) \
                 and unchanged(path, names_of[entry.names], entry.stamps, with_data):
             line, summary = entry.line, summaries[entry.summary]
-        else:
+            if data is not source:  # a new data file: the blob copied to it
+                found = source.read(exp_id, int(entry.offset), int(entry.length))
+                line = found and entry_line(exp_id, entry.names, entry.stamps, entry.summary, entry.kind,
+                                            data.append(blob_of(exp_id, found)), entry.length)
+            length = int(entry.length)
+        if line is None:
             found = fingerprint(path, with_data, bool(patterns))
             experiment = state.load_experiment(root, exp_id, patterns, with_data, found and found.present)
             settled = found is not None and found.newest < recent
-            line, summary = entry_line(exp_id, found.names if found else [], found.stamps if settled else UNSETTLED,
-                                       experiment, with_data)
+            summary, written = summary_of(experiment, with_data), blob(exp_id, experiment, with_data)
+            length = len(written)
+            line = entry_line(exp_id, encode(found.names if found else []), found.stamps if settled else UNSETTLED,
+                              encode(summary), "d" if with_data else "s", data.append(written), length)
         out.write(line)
-        count += 1
+        count, live = count + 1, live + length
         asked.update(map(tuple, summary[0]))
         if summary[1]:
             unresolved.append(exp_id)
         params.update(summary[2] or ())
         metrics.update(summary[3] or ())
         warnings = warnings or bool(summary[4])
+    out.seek(head_at)
+    out.write(data_head(data.name, live))
+    out.seek(0, os.SEEK_END)
     return Summary(count, asked, unresolved, params, metrics, warnings)
 
 
-def experiment(entry, root):
-    """The experiment of an entry, in the shape state.load_experiment gives
-    (records of the newest jobs only)."""
-    entry = parsed(entry)
-    part = json.loads(entry.state)
-    data = json.loads(entry.data) or {"config": {}, "metrics": {}, "problems": []}
-    return {
-        "id": entry.id, "path": os.path.join(files.experiments_dir(root), entry.id),
-        "metadata": {"jobs": part["jobs"], "sweep": part["sweep"], "sweep_values": part["sweep_values"],
-                     "description": part["description"]},
-        "records": {(r["stage"], str(r["job_id"])): r for r in part["records"]},
-        "config": data["config"], "metrics": data["metrics"], "unreadable": part["unreadable"],
-        "state_problems": part["problems"], "data_problems": data["problems"],
-        "problems": part["problems"] + data["problems"],
-    }
+def blob_of(exp_id, parts):
+    return sealed("\t".join([exp_id] + parts))
 
 
-def written(handle):
-    """The entries refresh wrote to handle, read back from its start. Its own
-    lines, just written: no check, and only id, names and stamps are split off
-    (experiment() parses the rest of the entries it is asked for)."""
-    handle.seek(0)
-    handle.readline()
-    for line in handle:
-        _crc, exp_id, names, stamps, _rest = line.split(b"\t", 4)
-        yield Entry(exp_id.decode("ascii"), names, stamps.decode("ascii"), None, None, None, line)
+class View:
+    """What a harvest reads of the index it brought up to date: entries()
+    gives each Entry, in id order, read back from its file (its own lines,
+    just written: no check, and the fields the rows need only);
+    experiment(entry) its experiment, from the data file or, when its blob
+    cannot be read, from its files."""
 
+    def __init__(self, root, handle, data, patterns, with_data):
+        self.root, self.handle, self.data = root, handle, data
+        self.patterns, self.with_data = patterns, with_data
 
-def parsed(entry):
-    """entry with every field split off (written() leaves some to do)."""
-    return entry if entry.state is not None else Entry(*unsealed(entry.line, 6), entry.line)
+    def entries(self):
+        self.handle.seek(0)
+        self.handle.readline()
+        self.handle.readline()
+        for line in self.handle:
+            _crc, exp_id, names, stamps, _summary, kind, offset, length = line.split(b"\t")
+            yield Entry(exp_id.decode("ascii"), names, stamps.decode("ascii"), None, kind, int(offset), int(length),
+                        line)
+
+    def experiment(self, entry):
+        """The experiment of an entry, in the shape state.load_experiment gives
+        (records of the newest jobs only)."""
+        found = self.data.read(entry.id, int(entry.offset), int(entry.length))
+        if found is None:
+            return state.load_experiment(self.root, entry.id, self.patterns, self.with_data)
+        part, data = json.loads(found[0]), json.loads(found[1]) or {"config": {}, "metrics": {}, "problems": []}
+        return {
+            "id": entry.id, "path": os.path.join(files.experiments_dir(self.root), entry.id),
+            "metadata": {"jobs": part["jobs"], "sweep": part["sweep"], "sweep_values": part["sweep_values"],
+                         "description": part["description"]},
+            "records": {(r["stage"], str(r["job_id"])): r for r in part["records"]},
+            "config": data["config"], "metrics": data["metrics"], "unreadable": part["unreadable"],
+            "state_problems": part["problems"], "data_problems": data["problems"],
+            "problems": part["problems"] + data["problems"],
+        }
 
 
 @contextlib.contextmanager
 def snapshot(root, settings, with_data):
-    """(Summary, handle): the index brought up to date and saved (atomically:
-    a concurrent harvest sees the old one or this one); handle reads this one
-    back, whatever another harvest saves meanwhile. When it cannot be saved (a
-    lab-mate's project, a full disk) the harvest goes on from a private copy."""
-    path = os.path.join(root, INDEX_FILE)
+    """(Summary, View): the index brought up to date and saved (atomically:
+    a concurrent harvest sees the old one or this one; both append to the
+    data file, where blobs never move); the View reads this one back, whatever
+    another harvest saves meanwhile. When it cannot be saved (a lab-mate's
+    project, a full disk) the harvest goes on from a private copy, read anew."""
+    directory = os.path.join(root, os.path.dirname(INDEX_FILE))
     try:
-        handle, summary = saved(root, settings, with_data, path)
+        handle, summary, data = saved(root, settings, with_data, directory)
     except OSError:
+        private = tempfile.mkdtemp()
         handle = tempfile.TemporaryFile()
         try:
-            summary = refresh(root, settings, with_data, handle)
+            summary, data, _ = refresh(root, settings, with_data, handle, private)
         except OSError as exc:
             handle.close()
             raise files.cannot_write(tempfile.gettempdir(), exc) from None
+        finally:
+            for name in os.listdir(private):
+                os.unlink(os.path.join(private, name))  # its descriptor stays open
+            os.rmdir(private)
     with handle:
-        yield summary, handle
+        try:
+            yield summary, View(root, handle, data, state.metric_patterns(settings), with_data)
+        finally:
+            data.close()
 
 
-def saved(root, settings, with_data, path):
-    """(open handle, Summary) of the index written beside path and renamed over it."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+def saved(root, settings, with_data, directory):
+    """(open handle, Summary, DataFile) of the index written beside its path
+    and renamed over it; a data file it replaced is removed."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(root, INDEX_FILE)
     handle, tmp = files.temp_beside(path, "w+b")
+    data = None
     try:
-        summary = refresh(root, settings, with_data, handle)
+        summary, data, replaced = refresh(root, settings, with_data, handle, directory)
         handle.flush()
         os.replace(tmp, path)
     except BaseException:
@@ -332,5 +470,25 @@ def saved(root, settings, with_data, path):
             os.unlink(tmp)
         with contextlib.suppress(OSError):
             handle.close()  # flushes what is left: on a full disk, fails again
+        if data is not None:
+            data.close()
+            if data.new:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(directory, data.name))
         raise
-    return handle, summary
+    if data.new:
+        left_behind(directory, data.name, replaced)
+    return handle, summary, data
+
+
+def left_behind(directory, kept, replaced):
+    """Remove the data file a new one replaced, and any other no index names
+    that is older than STRAY_SECONDS (a harvest killed before it saved its
+    index leaves one; a concurrent harvest's own is younger)."""
+    now = time.time()
+    for name in os.listdir(directory):
+        if name.startswith(DATA_PREFIX) and name != kept:
+            path = os.path.join(directory, name)
+            with contextlib.suppress(OSError):
+                if name == replaced or now - os.lstat(path).st_mtime > STRAY_SECONDS:
+                    os.unlink(path)

@@ -108,9 +108,10 @@ def cmd_results(env):
         best_first = metric in header and not env.get("SORT")
         screen = harvest.Screen(tables.row_limit(env), best_first, mode)
         key = rowcache.cache_key(settings, columns, metric)
-        with rowcache.RowCache(os.path.join(files.ROOT, rowcache.ROWS_FILE), key, harvest.Rendered) as cache:
+        path = os.path.join(files.ROOT, rowcache.ROWS_FILE)
+        with rowcache.ResultsCache(path, key, harvest.result_heads(header)) as cache:
             rows = harvest.rendered_rows(env, columns, entries, merged, harvest.Renderer(header, metric), cache)
-            harvest.write_results(header, rows, shown)
+            harvest.write_results(header, rows, shown, cache)
     order = swept_first(harvest.screen_order(header, columns), swept)
     positions = [header.index(column) for column in order]
     shown = [[row[i] for i in positions] for row in screen.rows()]

@@ -23,7 +23,7 @@ from . import files, index, slurmkit, state
 
 ROWS_FILE = os.path.join(".expflow", "results.rows")
 STATUS_FILE = os.path.join(".expflow", "status.rows")
-FORMAT = "expflow-rows 1"
+FORMAT = "expflow-rows 2"
 
 Cached = collections.namedtuple("Cached", "id stamps row line")
 
@@ -101,3 +101,182 @@ class RowCache:
     def keep(self, entry, row):
         if entry.stamps != index.UNSETTLED:
             self.write(index.sealed("\t".join([entry.id, entry.stamps, index.encode(row)])))
+
+
+# ----------------------------------------------------------------- make results
+
+Copied = collections.namedtuple("Copied", "state metric swept spans line source")
+Copied.__doc__ = """A row of make results that is in the last results files as it
+will be in the new ones: spans, (offset, length) in each of results.csv, .md
+and .json, where source (a ResultsCache) reads it."""
+
+RESULT_KINDS = ("csv", "md", "json")
+JSON_SEPARATOR = b",\n"  # between two rows of results.json, after "[\n"
+
+
+def result_paths(root):
+    return [os.path.join(root, "results", "results." + kind) for kind in RESULT_KINDS]
+
+
+def file_stamps(infos):
+    return "\t".join("{:020d}:{:020d}:{:020d}".format(i.st_ino, i.st_mtime_ns, i.st_size) for i in infos)
+
+
+def plain(text):
+    """A cell as a field of a sealed line: as it is when it is ASCII without a
+    tab, else as JSON (which starts with a quote no plain cell of a metric or
+    state starts with; one that does is JSON too)."""
+    try:
+        if "\t" not in text and not text.startswith('"') and text.encode("ascii"):
+            return text
+    except UnicodeEncodeError:
+        pass
+    return index.encode(text) if text else ""
+
+
+def unplain(field):
+    return json.loads(field) if field.startswith('"') else field
+
+
+class ResultsCache:
+    """.expflow/results.rows: one line per row of the results files, in their
+    order, "crc id stamps state metric swept csv md json" (the last three:
+    the row's length in each file), and a head naming the results files it
+    describes by their stamps. take(entry) gives a Copied row when the
+    entry's stamps are those its row was rendered with and the results files
+    are the ones described, so that make results copies it, bytes and all;
+    add(row, lengths) writes each row's line as the new results files get
+    it. Like RowCache: a cache that cannot be read or written is no cache."""
+
+    def __init__(self, path, key, header_bytes):
+        self.path, self.key, self.head_at = path, key, 0
+        self.sources = []
+        self.old = index.Lookup(iter(()))
+        try:
+            self.old = index.Lookup(self.old_rows(header_bytes))
+        except OSError:
+            self.close_sources()
+        self.out = self.tmp = None
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self.out, self.tmp = files.temp_beside(self.path)
+            self.out.write((key + "\n").encode("utf-8"))
+            self.head_at = self.out.tell()
+            self.out.write(self.head(""))
+        except OSError:
+            self.failed()
+
+    @staticmethod
+    def head(stamps):
+        """The cache's second line, of a fixed width: written again at the end."""
+        return index.sealed("results\t" + (stamps or "\t".join([":".join(["0" * 20] * 3)] * 3)))
+
+    def old_rows(self, header_bytes):
+        """Copied rows of the last harvest's cache, each with its spans in the
+        results files it describes (opened here, so that a harvest renaming
+        new ones over them meanwhile changes nothing); they stop at the first
+        damaged line, after which no offset is known. header_bytes: what the
+        results files hold before their rows (harvest.result_heads)."""
+        with open(self.path, "rb") as handle:
+            if handle.readline() != (self.key + "\n").encode("utf-8"):
+                return
+            head = index.unsealed(handle.readline(), 4)
+            self.sources = [os.open(path, os.O_RDONLY) for path in result_paths(files.ROOT)]
+            if not head or head[1:] != file_stamps([os.fstat(fd) for fd in self.sources]).split("\t"):
+                return
+            offsets, swept, last = [len(head) for head in header_bytes], index.Memo(), ""
+            before = b"\n"  # what results.json holds before a row: "\n" before the first, ",\n" after
+            try:
+                for line in handle:
+                    fields = index.unsealed(line, 8)
+                    if not fields or fields[0] <= last:
+                        return
+                    last, lengths = fields[0], [int(n) for n in fields[5:]]
+                    offsets[2] += len(before)
+                    before = JSON_SEPARATOR
+                    row = Copied(unplain(fields[2]), unplain(fields[3]), swept[fields[4]], list(zip(offsets, lengths)),
+                                 line, self)
+                    yield Cached(fields[0], fields[1], row, line)
+                    offsets = [offset + length for offset, length in zip(offsets, lengths)]
+            except (OSError, ValueError):
+                return
+
+    def take(self, entry):
+        found = self.old.take(entry.id) if entry.stamps != index.UNSETTLED else None
+        if found is None or found.stamps != entry.stamps or found.stamps == index.UNSETTLED:
+            return None
+        return found.row
+
+    def add(self, row, lengths):
+        """The line of a row just written to the results files, lengths its
+        bytes in each: a Copied one's as it was, a Rendered one's made (its
+        stamps UNSETTLED when it must be rendered again next time)."""
+        if isinstance(row, Copied):
+            self.write(row.line)
+        elif row.id is None:  # a view of the rows (FILTER, SORT, COLUMNS): no cache of it
+            self.failed()
+        else:
+            swept = index.encode(row.swept) if row.swept else "[]"
+            self.write(index.sealed("\t".join([row.id, row.stamps, plain(row.state or ""), plain(row.metric), swept]
+                                              + [str(n) for n in lengths])))
+
+    def read(self, kind, span):
+        """The bytes of a Copied row's span in one of the old results files."""
+        offset, length = span
+        return os.pread(self.sources[RESULT_KINDS.index(kind)], length, offset)
+
+    def copy(self, kind, start, end, out):
+        """The old results file's bytes [start, end) written to out, a MiB at a time."""
+        fd = self.sources[RESULT_KINDS.index(kind)]
+        while start < end:
+            chunk = os.pread(fd, min(end - start, 1 << 20), start)
+            if not chunk:
+                raise OSError(5, "results file cut short while copied")
+            out.write(chunk)
+            start += len(chunk)
+
+    def write(self, data):
+        if self.out is None:
+            return
+        try:
+            self.out.write(data)
+        except OSError:
+            self.failed()
+
+    def failed(self):
+        if self.out is not None:
+            with contextlib.suppress(OSError):
+                self.out.close()
+        self.out = None
+        if self.tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+
+    def close_sources(self):
+        for fd in self.sources:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.sources = []
+
+    def finish(self, written):
+        """The results files written (their handles, about to be renamed into
+        place): the cache names them and takes the place of the old one."""
+        if self.out is None:
+            return
+        try:
+            stamps = file_stamps([os.fstat(handle.fileno()) for handle in written])
+            self.out.seek(self.head_at)
+            self.out.write(self.head(stamps))
+            self.out.close()
+            os.replace(self.tmp, self.path)
+            self.tmp = None
+        except OSError:
+            self.failed()
+        self.out = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.failed()
+        self.close_sources()
