@@ -3,9 +3,10 @@
 files say, so that make status and make results read again only the
 experiments whose files changed. Never the source of truth: missing, stale,
 damaged or from another release, it is rebuilt from experiments/ with the
-same result. One line per experiment, in id order, fields split by tabs:
+same result. Its key, its data file's line, then one line per experiment,
+in id order, fields split by tabs:
 
-    crc  id  names  stamps  summary  state  data
+    crc  id  names  stamps  summary  kind  offset  length
 
 names: the files of the experiment that its jobs write (relative paths: its
 results and metrics files, and its logs when METRIC_PATTERN* read them);
@@ -19,11 +20,13 @@ file added, removed or renamed there changes the directory's stamp; a job
 writes its results in place, which changes their own. An experiment changed
 less than SETTLE_SECONDS before the harvest started gets stamps "-" (read
 again next time): a file can change twice within one tick of the file
-system's clock. state: what its state needs (its newest
-jobs, their records, problems); data: its config and metrics (null when make
-status read the state only); summary: what a harvest needs before the rows
-(job ids to ask the scheduler about, column names). crc: of the rest of the
-line, so that a damaged line is read again, never a wrong row.
+system's clock. summary: what a harvest needs before the rows (job ids to
+ask the scheduler about, column names); kind: "d" when its data was read
+too, "s" for its state only (make status); offset and length: where its blob
+is in the data file, .expflow/harvest.data-*, a sealed line "crc id state
+data" (state: its newest jobs, their records, problems; data: its config and
+metrics). Blobs are appended, never moved (DataFile). crc: of the rest of
+the line, so that a damaged line is read again, never a wrong row.
 
 Standard library only, Python 3.6+.
 """
@@ -321,11 +324,16 @@ def refresh(root, settings, with_data, out, directory):
     patterns = state.metric_patterns(settings)
     key = index_key(settings)
     old_name, old_live, old_lines = old_index(root, key)
-    data = DataFile.opened(directory, old_name)
-    source, replaced = data, ""
-    if data is None or data.size() > 2 * old_live + COMPACT_BYTES:
+    source, old = DataFile.opened(directory, old_name), Lookup(old_lines)
+    first = old.current
+    if source is not None and first is not None and source.read(first.id, int(first.offset), int(first.length)) is None:
+        source.close()  # its first blob is not what the index says: rewritten or replaced, not appended to
+        source = None
+    data, replaced = source, ""
+    if source is None or source.size() > 2 * old_live + COMPACT_BYTES:
         data, replaced = DataFile.created(directory), old_name
-    old = Lookup(old_lines if source is not None else iter(()))
+    if source is None:
+        old = Lookup(iter(()))
     out.write((key + "\n").encode("utf-8"))
     try:
         summary = entries_written(root, with_data, out, old, source, data, patterns)
@@ -347,39 +355,51 @@ def entries_written(root, with_data, out, old, source, data, patterns):
     head_at = out.tell()
     out.write(data_head(data.name, 0))
     names_of, summaries = Memo(), Memo()
-    count, asked, unresolved, params, metrics, warnings, live = 0, set(), [], set(), set(), False, 0
-    base = files.experiments_dir(root)
+    count, unresolved, live = 0, [], 0
+    prefix = files.experiments_dir(root) + os.sep
+    ends = source.size() if source is not None else 0  # a blob past it: the file was cut short, read again
     for exp_id in files.list_experiment_ids(root):  # no links among them
-        path = os.path.join(base, exp_id)
+        path = prefix + exp_id
         entry = old.take(exp_id)
         line = None
         if entry and entry.stamps != UNSETTLED and (entry.kind == "d" or not with_data) \
+                and int(entry.offset) + int(entry.length) <= ends \
                 and unchanged(path, names_of[entry.names], entry.stamps, with_data):
-            line, summary = entry.line, summaries[entry.summary]
+            line = entry.line
             if data is not source:  # a new data file: the blob copied to it
                 found = source.read(exp_id, int(entry.offset), int(entry.length))
                 line = found and entry_line(exp_id, entry.names, entry.stamps, entry.summary, entry.kind,
                                             data.append(blob_of(exp_id, found)), entry.length)
-            length = int(entry.length)
+            if line is not None:  # summaries: of the entries written only
+                summary, length = summaries[entry.summary], int(entry.length)
         if line is None:
             found = fingerprint(path, with_data, bool(patterns))
             experiment = state.load_experiment(root, exp_id, patterns, with_data, found and found.present)
             settled = found is not None and found.newest < recent
             summary, written = summary_of(experiment, with_data), blob(exp_id, experiment, with_data)
-            length = len(written)
+            length, text = len(written), encode(summary)
+            summaries.setdefault(text, summary)
             line = entry_line(exp_id, encode(found.names if found else []), found.stamps if settled else UNSETTLED,
-                              encode(summary), "d" if with_data else "s", data.append(written), length)
+                              text, "d" if with_data else "s", data.append(written), length)
         out.write(line)
         count, live = count + 1, live + length
-        asked.update(map(tuple, summary[0]))
         if summary[1]:
             unresolved.append(exp_id)
-        params.update(summary[2] or ())
-        metrics.update(summary[3] or ())
-        warnings = warnings or bool(summary[4])
     out.seek(head_at)
     out.write(data_head(data.name, live))
     out.seek(0, os.SEEK_END)
+    return summed(count, unresolved, summaries.values())
+
+
+def summed(count, unresolved, summaries):
+    """The Summary of a harvest from each distinct summary of its entries
+    (most are alike: each is added once)."""
+    asked, params, metrics, warnings = set(), set(), set(), False
+    for summary in summaries:
+        asked.update(map(tuple, summary[0]))
+        params.update(summary[2] or ())
+        metrics.update(summary[3] or ())
+        warnings = warnings or bool(summary[4])
     return Summary(count, asked, unresolved, params, metrics, warnings)
 
 

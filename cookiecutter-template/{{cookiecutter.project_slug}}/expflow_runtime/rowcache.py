@@ -4,12 +4,14 @@
 entry kept its stamps (its files did not change) and whose rows follow from
 its files alone is not rendered again. A cache like the index: missing,
 damaged, or rendered for other columns, every row is rendered anew, the same.
-One sealed line per experiment (index.sealed), in id order:
 
-    crc  id  stamps  row
+status.rows (RowCache): one sealed line per experiment (index.sealed), in id
+order, "crc id stamps row", row: what make status renders of it
+(StatusRows) as a JSON list.
 
-row: what the command renders of the experiment (harvest.Rendered, StatusRows)
-as a JSON list.
+results.rows (ResultsCache): one sealed line per row of the results files,
+in their order, with the row's length in each of them; an unchanged row is
+copied from the last results files rather than written again.
 
 Standard library only, Python 3.6+.
 """
@@ -181,7 +183,8 @@ class ResultsCache:
             if handle.readline() != (self.key + "\n").encode("utf-8"):
                 return
             head = index.unsealed(handle.readline(), 4)
-            self.sources = [os.open(path, os.O_RDONLY) for path in result_paths(files.ROOT)]
+            for path in result_paths(files.ROOT):
+                self.sources.append(os.open(path, os.O_RDONLY))
             if not head or head[1:] != file_stamps([os.fstat(fd) for fd in self.sources]).split("\t"):
                 return
             offsets, swept, last = [len(head) for head in header_bytes], index.Memo(), ""
