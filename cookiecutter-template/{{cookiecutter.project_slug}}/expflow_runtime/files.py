@@ -16,7 +16,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from datetime import datetime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the project
@@ -253,19 +252,6 @@ def now_iso():
     return datetime.now().astimezone().replace(microsecond=0).isoformat()
 
 
-_UMASK = []  # read once per process: os.umask can only be read by setting it
-
-
-def file_mode():
-    """The mode a plain open() gives a new file: 0666 less the umask, so that a
-    lab-mate in the group reads the records of a shared project."""
-    if not _UMASK:
-        mask = os.umask(0o077)  # for a moment the tightest mask, never a looser one
-        os.umask(mask)
-        _UMASK.append(mask)
-    return 0o666 & ~_UMASK[0]
-
-
 def cannot_write(path, exc):
     """A ProjectError naming the file: cannot write results/results.csv: No space left on device."""
     return ProjectError("cannot write {}: {}".format(display_path(path), exc.strerror or exc))
@@ -274,12 +260,20 @@ def cannot_write(path, exc):
 def temp_beside(path, mode="wb", temp_dir=None, prefix=".tmp-"):
     """(open file, its name): a new file of a unique name beside path (two
     writers never share one), to be renamed over it, with the mode a plain
-    open() gives (mkstemp makes 0600 files whatever the umask); raises OSError.
-    Text is UTF-8, written as given (no newline rewrite). temp_dir: another
-    directory of the same file system to make it in (write_experiment_json)."""
-    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=temp_dir or os.path.dirname(path) or ".")
+    open() gives (0666 less the umask, so that a lab-mate in the group reads
+    the records of a shared project; mkstemp would make it 0600); raises
+    OSError. Text is UTF-8, written as given (no newline rewrite). temp_dir:
+    another directory of the same file system to make it in
+    (write_experiment_json)."""
+    directory = temp_dir or os.path.dirname(path) or "."
+    while True:
+        tmp = os.path.join(directory, prefix + os.urandom(6).hex())
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+            break
+        except FileExistsError:
+            continue  # 48 random bits taken: another name
     try:
-        os.fchmod(fd, file_mode())
         return open(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})), tmp
     except BaseException:
         os.close(fd)

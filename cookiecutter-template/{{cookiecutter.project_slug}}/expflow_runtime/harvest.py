@@ -269,27 +269,21 @@ def write_results(header, rows, on_row=None, cache=None):
     paths = rowcache.result_paths(files.ROOT)
     with files.atomic_file(paths[0], "wb") as csv_file, files.atomic_file(paths[1], "wb") as md_file, \
             files.atomic_file(paths[2], "wb") as json_file:
-        outs = [Spliced(out, kind, cache) for out, kind in zip((csv_file, md_file, json_file), rowcache.RESULT_KINDS)]
-        for out, head in zip(outs, result_heads(header)):
-            out.out.write(head)
-        outs[2].before = b"\n"
+        outs = Spliced((csv_file, md_file, json_file), cache)
+        for out, head in zip(outs.outs, result_heads(header)):
+            out.write(head)
         for row in rows:
             if isinstance(row, rowcache.Copied):
-                for out, span in zip(outs, row.spans):
-                    out.copy(span)
-                lengths = [length for _, length in row.spans]
+                outs.copy(row)
+                lengths = row.lengths
             else:
-                texts = [row.csv.encode("utf-8"), row.md.encode("utf-8"), row.json.encode("utf-8")]
-                for out, text in zip(outs, texts):
-                    out.write(text)
-                lengths = [len(text) for text in texts]
+                lengths = outs.write((row.csv.encode("utf-8"), row.md.encode("utf-8"), row.json.encode("utf-8")))
             if cache is not None:
                 cache.add(row, lengths)
             if on_row:
                 on_row(row)
-        for out in outs:
-            out.flush()
-        json_file.write(b"\n]\n" if outs[2].before == rowcache.JSON_SEPARATOR else b"]\n")
+        outs.flush()
+        json_file.write(b"\n]\n" if outs.rows else b"]\n")
         if cache is not None:
             for handle in (csv_file, md_file, json_file):
                 handle.flush()
@@ -297,38 +291,44 @@ def write_results(header, rows, on_row=None, cache=None):
 
 
 class Spliced:
-    """One results file written from rows rendered and spans of the last one:
-    spans that follow each other there are copied at once. before: what
-    results.json puts before a row (None for the other two files)."""
+    """The three results files written from rows rendered and rows of the last
+    ones: rows that follow each other there (in all three) are copied at once."""
 
-    def __init__(self, out, kind, cache):
-        self.out, self.kind, self.cache = out, kind, cache
-        self.before, self.start, self.end = None, None, None
+    def __init__(self, outs, cache):
+        self.outs, self.cache, self.rows = outs, cache, 0
+        self.start = self.end = None  # of the run of copied rows pending, in each file
 
-    def separator(self):
-        before = self.before or b""
-        if self.before is not None:
-            self.before = rowcache.JSON_SEPARATOR
-        return before
+    def before(self):
+        """What results.json holds before the next row."""
+        self.rows += 1
+        return b"\n" if self.rows == 1 else rowcache.JSON_SEPARATOR
 
-    def write(self, text):
+    def write(self, texts):
+        """texts: a row's bytes in each file -> their lengths."""
         self.flush()
-        self.out.write(self.separator())
-        self.out.write(text)
+        csv_file, md_file, json_file = self.outs
+        csv_file.write(texts[0])
+        md_file.write(texts[1])
+        json_file.write(self.before())
+        json_file.write(texts[2])
+        return [len(text) for text in texts]
 
-    def copy(self, span):
-        offset, length = span
-        before = self.separator()
-        if self.end is not None and offset == self.end + len(before):  # the old file holds the same separator
-            self.end = offset + length
-            return
-        self.flush()
-        self.out.write(before)
-        self.start, self.end = offset, offset + length
+    def copy(self, row):
+        """A Copied row: the run pending grows when it follows it in every file
+        (results.json holds ",\n" between the two, as the new one will)."""
+        at, end = row.at, self.end
+        if end is not None and at[0] == end[0] and at[1] == end[1] and at[2] == end[2] + len(rowcache.JSON_SEPARATOR):
+            self.rows += 1
+        else:
+            self.flush()
+            self.outs[2].write(self.before())
+            self.start = at
+        self.end = (at[0] + row.lengths[0], at[1] + row.lengths[1], at[2] + row.lengths[2])
 
     def flush(self):
         if self.start is not None:
-            self.cache.copy(self.kind, self.start, self.end, self.out)
+            for kind, out in enumerate(self.outs):
+                self.cache.copy(kind, self.start[kind], self.end[kind], out)
         self.start = self.end = None
 
 
@@ -379,7 +379,7 @@ class Screen:
         item = (-missing, -value, -self.total)  # negated: the heap's top is the worst row kept
         if self.limit is None or len(self.kept) < self.limit:
             heapq.heappush(self.kept, item + (cells_of(row),))
-        elif item > self.kept[0][:3]:
+        elif item > self.kept[0]:  # -total tells any two apart: the cells are never compared
             heapq.heapreplace(self.kept, item + (cells_of(row),))
 
     def rows(self):
@@ -390,7 +390,7 @@ def cells_of(row):
     """A row's cells as text: a cached row has only its CSV line (Rendered) or
     its place in the last results.csv (rowcache.Copied)."""
     if isinstance(row, rowcache.Copied):
-        return next(csv.reader(io.StringIO(row.source.read("csv", row.spans[0]).decode("utf-8"))))
+        return next(csv.reader(io.StringIO(row.source.read(row).decode("utf-8"))))
     return row.cells if row.cells is not None else next(csv.reader(io.StringIO(row.csv)))
 
 

@@ -35,7 +35,6 @@ import collections
 import contextlib
 import json
 import os
-import tempfile
 import time
 import zlib
 
@@ -96,16 +95,19 @@ def stamps_of(infos):
 
 
 def unchanged(path, names, stamps, with_data):
-    """Whether the experiment's directory and (with_data) the files named are as stamped."""
-    top, _, data = stamps.partition("|")
+    """Whether the experiment's directory and (with_data) the files named are
+    as stamped (the common case, one file, in one format)."""
     try:
-        info = os.lstat(path)
-        if "%d:%d:%d" % (info.st_ino, info.st_mtime_ns, info.st_size) != top:
-            return False
-        prefix = path + os.sep
-        return not with_data or stamps_of([os.stat(prefix + name) for name in names]) == data
+        top = os.lstat(path)
+        if with_data and len(names) == 1:
+            info = os.stat(path + os.sep + names[0])
+            return stamps == "%d:%d:%d|%d:%d:%d" % (top.st_ino, top.st_mtime_ns, top.st_size,
+                                                    info.st_ino, info.st_mtime_ns, info.st_size)
+        infos = [os.stat(path + os.sep + name) for name in names] if with_data else []
     except OSError:
         return False
+    mine = "%d:%d:%d|" % (top.st_ino, top.st_mtime_ns, top.st_size)
+    return stamps == mine + stamps_of(infos) if with_data else stamps.startswith(mine)
 
 
 def index_key(settings):
@@ -161,12 +163,10 @@ def sealed(rest):
 
 def unsealed(line, count):
     """The count fields of a line sealed() made, or None when it is damaged."""
-    if not line.endswith(b"\n") or line[8:9] != b"\t":
-        return None  # cut short
     rest = line[9:-1]
     try:
-        if int(line[:8], 16) != zlib.crc32(rest):
-            return None
+        if line[8:9] != b"\t" or line[-1:] != b"\n" or int(line[:8], 16) != zlib.crc32(rest):
+            return None  # cut short, or damaged
         fields = rest.decode("ascii").split("\t")
     except (ValueError, UnicodeDecodeError):
         return None
@@ -287,28 +287,30 @@ def entry_line(exp_id, names, stamps, summary, kind, offset, length):
 
 
 def old_index(root, key):
-    """(data file name, the bytes its entries point at, their entries) of the
-    index the last harvest left, or ("", 0, nothing) when it is missing,
-    damaged at its head, or of another release or settings."""
+    """(data file name, the bytes its entries point at, the data file's size
+    then, their entries) of the index the last harvest left, or ("", 0, 0,
+    nothing) when it is missing, damaged at its head, or of another release or
+    settings."""
     try:
         handle = open(os.path.join(root, INDEX_FILE), "rb")
     except OSError:
-        return "", 0, iter(())
-    head = unsealed(handle.readline(), 3) if handle.readline() == (key + "\n").encode("utf-8") else None
-    if not head or head[0] != "data" or not head[2].isdigit():
+        return "", 0, 0, iter(())
+    head = unsealed(handle.readline(), 4) if handle.readline() == (key + "\n").encode("utf-8") else None
+    if not head or head[0] != "data" or not (head[2].isdigit() and head[3].isdigit()):
         handle.close()
-        return "", 0, iter(())
+        return "", 0, 0, iter(())
 
     def lines():
         with handle:
             yield from entries(handle)
-    return head[1], int(head[2]), lines()
+    return head[1], int(head[2]), int(head[3]), lines()
 
 
-def data_head(name, live):
-    """The index's second line: its data file and how many of its bytes are
-    live, fixed in width so that it is written again in place at the end."""
-    return sealed("data\t{}\t{:016d}".format(name, live))
+def data_head(name, live, size):
+    """The index's second line: its data file, how many of its bytes are live
+    and its size when the index was written, fixed in width so that it is
+    written again in place at the end."""
+    return sealed("data\t{}\t{:016d}\t{:016d}".format(name, live, size))
 
 
 # ----------------------------------------------------------------- bringing it up to date
@@ -323,11 +325,12 @@ def refresh(root, settings, with_data, out, directory):
     a new one."""
     patterns = state.metric_patterns(settings)
     key = index_key(settings)
-    old_name, old_live, old_lines = old_index(root, key)
+    old_name, old_live, old_size, old_lines = old_index(root, key)
     source, old = DataFile.opened(directory, old_name), Lookup(old_lines)
     first = old.current
-    if source is not None and first is not None and source.read(first.id, int(first.offset), int(first.length)) is None:
-        source.close()  # its first blob is not what the index says: rewritten or replaced, not appended to
+    if source is not None and (source.size() < old_size or first is not None and source.read(
+            first.id, int(first.offset), int(first.length)) is None):
+        source.close()  # cut short, or its first blob is not what the index says: rewritten or replaced
         source = None
     data, replaced = source, ""
     if source is None or source.size() > 2 * old_live + COMPACT_BYTES:
@@ -353,17 +356,15 @@ def entries_written(root, with_data, out, old, source, data, patterns):
     """refresh's work on each experiment -> Summary."""
     recent = int((time.time() - SETTLE_SECONDS) * 1e9)
     head_at = out.tell()
-    out.write(data_head(data.name, 0))
+    out.write(data_head(data.name, 0, 0))
     names_of, summaries = Memo(), Memo()
     count, unresolved, live = 0, [], 0
     prefix = files.experiments_dir(root) + os.sep
-    ends = source.size() if source is not None else 0  # a blob past it: the file was cut short, read again
     for exp_id in files.list_experiment_ids(root):  # no links among them
         path = prefix + exp_id
         entry = old.take(exp_id)
         line = None
         if entry and entry.stamps != UNSETTLED and (entry.kind == "d" or not with_data) \
-                and int(entry.offset) + int(entry.length) <= ends \
                 and unchanged(path, names_of[entry.names], entry.stamps, with_data):
             line = entry.line
             if data is not source:  # a new data file: the blob copied to it
@@ -386,7 +387,7 @@ def entries_written(root, with_data, out, old, source, data, patterns):
         if summary[1]:
             unresolved.append(exp_id)
     out.seek(head_at)
-    out.write(data_head(data.name, live))
+    out.write(data_head(data.name, live, data.size()))
     out.seek(0, os.SEEK_END)
     return summed(count, unresolved, summaries.values())
 
@@ -424,8 +425,7 @@ class View:
         self.handle.readline()
         for line in self.handle:
             _crc, exp_id, names, stamps, _summary, kind, offset, length = line.split(b"\t")
-            yield Entry(exp_id.decode("ascii"), names, stamps.decode("ascii"), None, kind, int(offset), int(length),
-                        line)
+            yield Entry(exp_id.decode("ascii"), names, stamps.decode("ascii"), None, kind, offset, length, line)
 
     def experiment(self, entry):
         """The experiment of an entry, in the shape state.load_experiment gives
@@ -456,6 +456,7 @@ def snapshot(root, settings, with_data):
     try:
         handle, summary, data = saved(root, settings, with_data, directory)
     except OSError:
+        import tempfile  # here: only a harvest that cannot save its index needs it
         private = tempfile.mkdtemp()
         handle = tempfile.TemporaryFile()
         try:

@@ -16,7 +16,6 @@ most CLUSTER_CACHE_SECONDS.
 Standard library only, Python 3.6+.
 """
 
-import hashlib
 import os
 import socket
 import time
@@ -111,6 +110,7 @@ def cache_path(root, env):
     """One cache file per host and SLURM_CONF: a shared home or project is seen
     from several clusters, and SLURM_CONF can point one host at another."""
     key = "{}\0{}".format(socket.gethostname(), env.get("SLURM_CONF", ""))
+    import hashlib  # here: 2 ms of the start of every command, most of which never look for it
     return os.path.join(root, CACHE_DIR, "cluster-{}.json".format(hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]))
 
 

@@ -98,7 +98,8 @@ def cmd_results(env):
     swept = set()  # the swept parameters of every sweep point, gathered as the rows stream by
 
     def shown(row):
-        swept.update(row.swept)
+        if row.swept:
+            swept.update(row.swept)
         screen.add(row)
 
     with harvest.scheduled_entries(env) as (settings, summary, entries, merged):

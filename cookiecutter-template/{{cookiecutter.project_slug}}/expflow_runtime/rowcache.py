@@ -107,10 +107,10 @@ class RowCache:
 
 # ----------------------------------------------------------------- make results
 
-Copied = collections.namedtuple("Copied", "state metric swept spans line source")
+Copied = collections.namedtuple("Copied", "id stamps state metric swept at lengths line source")
 Copied.__doc__ = """A row of make results that is in the last results files as it
-will be in the new ones: spans, (offset, length) in each of results.csv, .md
-and .json, where source (a ResultsCache) reads it."""
+will be in the new ones: at, its offset in each of results.csv, .md and .json,
+lengths, its length in each, where source (a ResultsCache) reads it."""
 
 RESULT_KINDS = ("csv", "md", "json")
 JSON_SEPARATOR = b",\n"  # between two rows of results.json, after "[\n"
@@ -187,20 +187,20 @@ class ResultsCache:
                 self.sources.append(os.open(path, os.O_RDONLY))
             if not head or head[1:] != file_stamps([os.fstat(fd) for fd in self.sources]).split("\t"):
                 return
-            offsets, swept, last = [len(head) for head in header_bytes], index.Memo(), ""
-            before = b"\n"  # what results.json holds before a row: "\n" before the first, ",\n" after
+            (csv_at, md_at, json_at), swept, last = [len(head) for head in header_bytes], index.Memo(), ""
+            json_at -= len(JSON_SEPARATOR) - 1  # "\n" before the first row of results.json, ",\n" before the others
             try:
                 for line in handle:
                     fields = index.unsealed(line, 8)
                     if not fields or fields[0] <= last:
                         return
-                    last, lengths = fields[0], [int(n) for n in fields[5:]]
-                    offsets[2] += len(before)
-                    before = JSON_SEPARATOR
-                    row = Copied(unplain(fields[2]), unplain(fields[3]), swept[fields[4]], list(zip(offsets, lengths)),
-                                 line, self)
-                    yield Cached(fields[0], fields[1], row, line)
-                    offsets = [offset + length for offset, length in zip(offsets, lengths)]
+                    last, lengths = fields[0], (int(fields[5]), int(fields[6]), int(fields[7]))
+                    json_at += len(JSON_SEPARATOR)
+                    state, metric = fields[2], fields[3]
+                    yield Copied(last, fields[1], unplain(state) if state[:1] == '"' else state,
+                                 unplain(metric) if metric[:1] == '"' else metric, swept[fields[4]],
+                                 (csv_at, md_at, json_at), lengths, line, self)
+                    csv_at, md_at, json_at = csv_at + lengths[0], md_at + lengths[1], json_at + lengths[2]
             except (OSError, ValueError):
                 return
 
@@ -208,7 +208,7 @@ class ResultsCache:
         found = self.old.take(entry.id) if entry.stamps != index.UNSETTLED else None
         if found is None or found.stamps != entry.stamps or found.stamps == index.UNSETTLED:
             return None
-        return found.row
+        return found
 
     def add(self, row, lengths):
         """The line of a row just written to the results files, lengths its
@@ -223,14 +223,15 @@ class ResultsCache:
             self.write(index.sealed("\t".join([row.id, row.stamps, plain(row.state or ""), plain(row.metric), swept]
                                               + [str(n) for n in lengths])))
 
-    def read(self, kind, span):
-        """The bytes of a Copied row's span in one of the old results files."""
-        offset, length = span
-        return os.pread(self.sources[RESULT_KINDS.index(kind)], length, offset)
+    def read(self, row, kind=0):
+        """The bytes of a Copied row in one of the old results files (kind: its
+        place in RESULT_KINDS)."""
+        return os.pread(self.sources[kind], row.lengths[kind], row.at[kind])
 
     def copy(self, kind, start, end, out):
-        """The old results file's bytes [start, end) written to out, a MiB at a time."""
-        fd = self.sources[RESULT_KINDS.index(kind)]
+        """The old results file's bytes [start, end) written to out, a MiB at a
+        time (kind: its place in RESULT_KINDS)."""
+        fd = self.sources[kind]
         while start < end:
             chunk = os.pread(fd, min(end - start, 1 << 20), start)
             if not chunk:

@@ -11,7 +11,6 @@ import itertools
 import math
 import operator
 import os
-import random
 
 from . import configs, files, tables, values
 
@@ -112,6 +111,7 @@ def random_points(spec):
     if not isinstance(seed, (int, str)) or isinstance(seed, bool):
         raise files.ProjectError("random: seed must be a whole number")
     count_points(samples)
+    import random  # here: only random sweeps draw
     rng = random.Random(seed)  # recorded in the sweep file: the same draws every time
     keys = sorted(spec)
     return [{key: draw(rng, key, spec[key]) for key in keys} for _ in range(samples)]
