@@ -310,8 +310,8 @@ def report(args, small, large, lines100, mlflow, built):
     def pair(a, b, name_a, name_b=None):
         """ "wall ratio (a s / b s)" and "CPU ratio" cells."""
         (wall_a, cpu_a), (wall_b, cpu_b) = a[name_a], b[name_b or name_a]
-        return (f"{wall_a / wall_b:.2f}x ({wall_a:.2f} s / {wall_b:.2f} s)",
-                f"{cpu_a / cpu_b:.2f}x ({cpu_a:.2f} s / {cpu_b:.2f} s)")
+        return (f"{wall_a / wall_b:.3g}x ({wall_a:.3g} s / {wall_b:.3g} s)",
+                f"{cpu_a / cpu_b:.3g}x ({cpu_a:.3g} s / {cpu_b:.3g} s)")
 
     def row(figure, cells, goal):
         return f"| {figure} | {cells[0]} | {cells[1]} | {goal} |"
@@ -339,7 +339,7 @@ def report(args, small, large, lines100, mlflow, built):
         search = mlflow[0]["median"]
         wall = small["changed"][0]
         lines.append(f"| same / MLflow {mlflow[0]['version']} SQLite `search_runs` of the same {n} runs | "
-                     f"{wall / search:.2f}x ({wall:.2f} s / {search:.2f} s) | | <= 0.05x |")
+                     f"{wall / search:.3g}x ({wall:.3g} s / {search:.3g} s) | | <= 0.05x |")
     else:
         lines.append(f"| same / MLflow SQLite `search_runs` | not measured: {mlflow[1]} | | <= 0.05x |")
     lines += [
@@ -357,8 +357,8 @@ def report(args, small, large, lines100, mlflow, built):
     for name, what in (("warm", "warm `make results`, nothing changed"), ("status", "warm `make status`"),
                        ("status_cold", "cold `make status` (reads the state files only)"),
                        ("cold", "cold `make results`")):
-        lines.append(f"| {what} | {small[name][0]:.2f} s / {small[name][1]:.2f} s | "
-                     f"{large[name][0]:.2f} s / {large[name][1]:.2f} s |")
+        lines.append(f"| {what} | {small[name][0]:.3g} s / {small[name][1]:.3g} s | "
+                     f"{large[name][0]:.3g} s / {large[name][1]:.3g} s |")
     lines += [
         f"| peak RSS of warm `make results` | {small['rss_warm']:.0f} MiB | {large['rss_warm']:.0f} MiB |",
         f"| peak RSS of warm `make status` | {small['rss_status']:.0f} MiB | {large['rss_status']:.0f} MiB |",

@@ -20,6 +20,7 @@ import collections
 import contextlib
 import json
 import os
+import zlib
 
 from . import files, index, slurmkit, state
 
@@ -151,7 +152,7 @@ class ResultsCache:
     it. Like RowCache: a cache that cannot be read or written is no cache."""
 
     def __init__(self, path, key, header_bytes):
-        self.path, self.key, self.head_at = path, key, 0
+        self.path, self.key, self.head_at, self.crc = path, key, 0, 0
         self.sources = []
         self.old = index.Lookup(iter(()))
         try:
@@ -164,14 +165,15 @@ class ResultsCache:
             self.out, self.tmp = files.temp_beside(self.path)
             self.out.write((key + "\n").encode("utf-8"))
             self.head_at = self.out.tell()
-            self.out.write(self.head(""))
+            self.out.write(self.head("\t".join([":".join(["0" * 20] * 3)] * 3), 0))
         except OSError:
             self.failed()
 
     @staticmethod
-    def head(stamps):
-        """The cache's second line, of a fixed width: written again at the end."""
-        return index.sealed("results\t" + (stamps or "\t".join([":".join(["0" * 20] * 3)] * 3)))
+    def head(stamps, crc):
+        """The cache's second line: the results files' stamps and the crc of
+        the lines after it, of a fixed width: written again at the end."""
+        return index.sealed("results\t{}\t{:08x}".format(stamps, crc))
 
     def old_rows(self, header_bytes):
         """Copied rows of the last harvest's cache, each with its spans in the
@@ -182,17 +184,19 @@ class ResultsCache:
         with open(self.path, "rb") as handle:
             if handle.readline() != (self.key + "\n").encode("utf-8"):
                 return
-            head = index.unsealed(handle.readline(), 4)
+            head = index.unsealed(handle.readline(), 5)
             for path in result_paths(files.ROOT):
                 self.sources.append(os.open(path, os.O_RDONLY))
-            if not head or head[1:] != file_stamps([os.fstat(fd) for fd in self.sources]).split("\t"):
+            if not head or head[1:4] != file_stamps([os.fstat(fd) for fd in self.sources]).split("\t"):
                 return
+            body = handle.read()
+            checked = zlib.crc32(body) == int(head[4], 16)  # then no line need be checked on its own
             (csv_at, md_at, json_at), swept, last = [len(head) for head in header_bytes], index.Memo(), ""
             json_at -= len(JSON_SEPARATOR) - 1  # "\n" before the first row of results.json, ",\n" before the others
             try:
-                for line in handle:
-                    fields = index.unsealed(line, 8)
-                    if not fields or fields[0] <= last:
+                for line in body.splitlines(keepends=True):
+                    fields = line[9:-1].decode("ascii").split("\t") if checked else index.unsealed(line, 8)
+                    if not fields or len(fields) != 8 or fields[0] <= last:
                         return
                     last, lengths = fields[0], (int(fields[5]), int(fields[6]), int(fields[7]))
                     json_at += len(JSON_SEPARATOR)
@@ -242,6 +246,7 @@ class ResultsCache:
     def write(self, data):
         if self.out is None:
             return
+        self.crc = zlib.crc32(data, self.crc)
         try:
             self.out.write(data)
         except OSError:
@@ -270,7 +275,7 @@ class ResultsCache:
         try:
             stamps = file_stamps([os.fstat(handle.fileno()) for handle in written])
             self.out.seek(self.head_at)
-            self.out.write(self.head(stamps))
+            self.out.write(self.head(stamps, self.crc))
             self.out.close()
             os.replace(self.tmp, self.path)
             self.tmp = None
