@@ -285,9 +285,15 @@ def apply_files(project: Path, actions: list[FileAction], backup: Backup) -> Non
             atomic_write_bytes(path, action.content, action.mode)
 
 
+# The harvest's caches under .expflow/ (expflow_runtime/index.py, rowcache.py)
+HARVEST_CACHES = ("harvest.*", "*.rows")
+
+
 def migrate_records(project: Path, backup: Backup | None, report: UpdateReport) -> list[str]:
     """Run each record migration between the two versions (backup None: a dry
-    run); report.records gets the records changed, the lines say which."""
+    run); report.records gets the records changed, the lines say which. When
+    any changed, the harvest's caches go: the index sees the runtime's own
+    writes through each experiment's directory, not a migration's."""
     lines = []
     for step in migrations.record_steps(report.from_version, report.to_version):
         records = step.migrate(project, backup)
@@ -295,6 +301,10 @@ def migrate_records(project: Path, backup: Backup | None, report: UpdateReport) 
         lines.append(f"[OK] records {step.from_version} -> {step.to_version} ({step.description}): {count}")
         lines += [f"[OK] {relpath}: migrated" for relpath in records]
         report.records += records
+    if report.records and backup is not None:
+        for pattern in HARVEST_CACHES:
+            for cache in (project / ".expflow").glob(pattern):
+                cache.unlink()
     return lines
 
 

@@ -411,3 +411,36 @@ def test_a_log_written_in_place_is_read_again_when_patterns_read_logs(bake):
     assert printed() == 0.5
     lines = (project / ".expflow" / "harvest.index").read_text().splitlines()[1:]
     assert "logs/train-local-te001.out" in [line.split("\t")[2] for line in lines if "\te001\t" in line][0]
+
+
+# Runs in the project: python3 WRITERS EXPERIMENT. Whether each of the runtime's
+# writers into runs/ and jobs/ changes the experiment directory's stamp, which
+# is all make status checks (the files there are not stamped one by one).
+WRITERS = r'''
+import json, os, sys
+sys.path.insert(0, os.getcwd())
+from expflow_runtime import jobrecord, ledger
+exp = sys.argv[1]
+
+def touched(write):
+    os.utime(exp, ns=(0, 0))
+    write()
+    return os.lstat(exp).st_mtime_ns != 0
+
+job_env = {"EXPFLOW_EXP_DIR": exp, "EXPFLOW_STAGE": "train", "EXPFLOW_JOB_ID": "42"}
+intent = {}
+print(json.dumps({
+    "run record": touched(lambda: jobrecord.write_record(job_env, {"stage": "train", "job_id": "42"})),
+    "record rewritten": touched(lambda: jobrecord.write_record(job_env, {"stage": "train", "state": "FAILED"})),
+    "intent": touched(lambda: intent.update(ledger.write_intent(exp, {"token": "t0", "stage": "train"}))),
+    "outcome": touched(lambda: ledger.write_outcome(exp, intent, "job", {"job_id": "42"})),
+}))
+'''
+
+
+def test_every_runtime_writer_in_runs_and_jobs_changes_the_experiments_stamp(bake):
+    project = bake()
+    experiment = project / "experiments" / "e001"
+    (experiment / "runs").mkdir(parents=True)
+    result = run([sys.executable, "-c", WRITERS, str(experiment)], cwd=project)
+    assert json.loads(result.stdout) == dict.fromkeys(["run record", "record rewritten", "intent", "outcome"], True)

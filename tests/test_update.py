@@ -518,8 +518,15 @@ def test_record_migrations_back_up_each_record_and_are_idempotent(legacy_templat
     untouched = snapshot(project / "experiments" / "002")
     step = schema_migration()
     monkeypatch.setattr(migrations, "RECORD_MIGRATIONS", [step])
+    index, rowcache = expflow.runtime.module("index"), expflow.runtime.module("rowcache")
+    caches = [project / index.INDEX_FILE, project / ".expflow" / (index.DATA_PREFIX + "x1"),
+              project / rowcache.ROWS_FILE, project / rowcache.STATUS_FILE]
+    for cache in caches:  # the harvest's, from before the records changed
+        cache.parent.mkdir(exist_ok=True)
+        cache.write_text("old\n")
 
     report = update_project(project, template=template_0_2)
+    assert not any(cache.exists() for cache in caches)  # the next harvest reads every record
 
     assert report.records == ["experiments/001/metadata.json"]
     migrated = json.loads((project / "experiments" / "001" / "metadata.json").read_text())

@@ -196,6 +196,9 @@ def rendered_rows(env, columns, entries, merged, render, cache):
 
 
 def cached_rows(entries, merged, columns, render, cache):
+    """Each entry's row: Copied from the last results files when the cache
+    has it, else rendered, with the stamps the cache is to keep it by
+    (UNSETTLED when it does not follow from the files alone)."""
     for entry in entries:
         row = cache.take(entry)
         if row is None:

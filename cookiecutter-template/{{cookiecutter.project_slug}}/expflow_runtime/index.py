@@ -264,7 +264,7 @@ class DataFile:
     @classmethod
     def created(cls, directory):
         handle, path = files.temp_beside(os.path.join(directory, DATA_PREFIX), "wb", prefix=DATA_PREFIX)
-        handle.close()  # opened again to append: mkstemp's descriptor does not
+        handle.close()  # opened again to append (O_APPEND), which open() cannot ask for
         return cls(os.open(path, os.O_RDWR | os.O_APPEND), os.path.basename(path), new=True)
 
     def size(self):
