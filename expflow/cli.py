@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -298,21 +299,37 @@ def run_profile(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None, ask: Ask = input) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "info":
-            return run_info(args)
-        if args.command == "resources":
-            return run_resources(args)
-        if args.command == "update":
-            return run_update(args)
-        if args.command == "profile":
-            return run_profile(args)
-        if args.command == "completion":
-            print(completion_script(build_parser()), end="")
-            return 0
-        return run_scaffold(args, ask)
+        code = run_command(args, ask)
+        sys.stdout.flush()  # here rather than at exit, where a reader gone would be a traceback
+        return code
     except ExpflowError as exc:
         print(f"expflow: error: {exc}", file=sys.stderr)
         return 1
     except (EOFError, KeyboardInterrupt):
         print("expflow: cancelled; nothing written", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `expflow info | head`: the reader has gone, no traceback
+        stdout_to_devnull()
+        return 1
+
+
+def run_command(args: argparse.Namespace, ask: Ask) -> int:
+    if args.command == "info":
+        return run_info(args)
+    if args.command == "resources":
+        return run_resources(args)
+    if args.command == "update":
+        return run_update(args)
+    if args.command == "profile":
+        return run_profile(args)
+    if args.command == "completion":
+        print(completion_script(build_parser()), end="")
+        return 0
+    return run_scaffold(args, ask)
+
+
+def stdout_to_devnull() -> None:
+    """Standard output into /dev/null, so that Python's flush at exit writes no
+    second BrokenPipeError (the `signal` documentation's recipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -247,3 +247,14 @@ def test_scaffold_check_access_needs_detection(tmp_path, capsys):
     assert capsys.readouterr().err == (
         "expflow: error: --check-access asks SLURM, so it does not go with --no-detect\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_whose_reader_has_gone_is_no_traceback():
+    """`expflow completion bash | head -1` and the like: the reader closes the
+    pipe before expflow writes; expflow exits 1 without a traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "expflow", "completion", "bash"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 1 and err == ""
