@@ -288,8 +288,6 @@ def write_results(header, rows, on_row=None, cache=None):
         outs.flush()
         json_file.write(b"\n]\n" if outs.rows else b"]\n")
         if cache is not None:
-            for handle in (csv_file, md_file, json_file):
-                handle.flush()
             cache.finish((csv_file, md_file, json_file))
 
 
@@ -390,11 +388,11 @@ class Screen:
 
 
 def cells_of(row):
-    """A row's cells as text: a cached row has only its CSV line (Rendered) or
-    its place in the last results.csv (rowcache.Copied)."""
+    """A row's cells as text: a Copied row (rowcache.py) has only its place in
+    the last results.csv."""
     if isinstance(row, rowcache.Copied):
         return next(csv.reader(io.StringIO(row.source.read(row).decode("utf-8"))))
-    return row.cells if row.cells is not None else next(csv.reader(io.StringIO(row.csv)))
+    return row.cells
 
 
 # one encoder for every row (json.dumps with options builds one a call); rows are trees

@@ -290,9 +290,9 @@ class DataFile:
         os.close(self.fd)
 
 
-def blob(exp_id, experiment, with_data):
-    fields = [exp_id, encode(state_part(experiment)), encode(data_part(experiment)) if with_data else "null"]
-    return sealed("\t".join(fields))
+def blob(exp_id, parts):
+    """A blob of the data file: parts, its state and data as JSON texts."""
+    return sealed("\t".join([exp_id] + parts))
 
 
 def entry_line(exp_id, names, stamps, summary, kind, offset, length):
@@ -383,14 +383,16 @@ def entries_written(root, with_data, out, old, source, data, patterns):
             if data is not source:  # a new data file: the blob copied to it
                 found = source.read(exp_id, int(entry.offset), int(entry.length))
                 line = found and entry_line(exp_id, entry.names, entry.stamps, entry.summary, entry.kind,
-                                            data.append(blob_of(exp_id, found)), entry.length)
+                                            data.append(blob(exp_id, found)), entry.length)
             if line is not None:  # summaries: of the entries written only
                 summary, length = summaries[entry.summary], int(entry.length)
         if line is None:
             found = fingerprint(path, with_data, bool(patterns))
             experiment = state.load_experiment(root, exp_id, patterns, with_data, found and found.present)
             settled = found is not None and found.newest < recent
-            summary, written = summary_of(experiment, with_data), blob(exp_id, experiment, with_data)
+            summary = summary_of(experiment, with_data)
+            written = blob(exp_id, [encode(state_part(experiment)),
+                                    encode(data_part(experiment)) if with_data else "null"])
             length, text = len(written), encode(summary)
             summaries.setdefault(text, summary)
             line = entry_line(exp_id, encode(found.names if found else []), found.stamps if settled else UNSETTLED,
@@ -415,10 +417,6 @@ def summed(count, unresolved, summaries):
         metrics.update(summary[3] or ())
         warnings = warnings or bool(summary[4])
     return Summary(count, asked, unresolved, params, metrics, warnings)
-
-
-def blob_of(exp_id, parts):
-    return sealed("\t".join([exp_id] + parts))
 
 
 class View:

@@ -51,59 +51,97 @@ def from_files_alone(experiment):
     return True
 
 
+class CacheFile:
+    """A cache file being written: beside its path, its key first, put in
+    place by a rename (done()) or dropped (dropped()). A cache that cannot be
+    written (a full disk, a lab-mate's project) is no cache: never an error,
+    which is why this is not files.atomic_file (it makes every failure one).
+    crc: of what write() wrote, when summed (else None)."""
+
+    def __init__(self, path, key, summed=False):
+        self.path, self.out, self.tmp, self.crc = path, None, None, 0 if summed else None
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self.out, self.tmp = files.temp_beside(path)
+            self.out.write((key + "\n").encode("utf-8"))
+        except OSError:
+            self.dropped()
+
+    def write(self, data):
+        if self.out is None:
+            return
+        if self.crc is not None:
+            self.crc = zlib.crc32(data, self.crc)
+        try:
+            self.out.write(data)
+        except OSError:
+            self.dropped()
+
+    def tell(self):
+        return self.out.tell() if self.out is not None else 0
+
+    def rewrite(self, at, data):
+        """data (a line of a fixed width) written at offset at; then on at the end."""
+        if self.out is None:
+            return
+        try:
+            self.out.seek(at)
+            self.out.write(data)
+            self.out.seek(0, os.SEEK_END)
+        except OSError:
+            self.dropped()
+
+    def done(self):
+        if self.out is None:
+            return
+        try:
+            self.out.close()
+            os.replace(self.tmp, self.path)
+            self.out = self.tmp = None
+        except OSError:
+            self.dropped()
+
+    def dropped(self):
+        if self.out is not None:
+            with contextlib.suppress(OSError):
+                self.out.close()
+        self.out = None
+        if self.tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+        self.tmp = None
+
+
 class RowCache:
     """take(entry): the row cached for an index entry with the same stamps, or
     None; keep(entry, row): cache it for the next harvest. Used as a context:
     the new cache is written beside the old one as rows come, and put in its
-    place (a rename) when the block ends without error. A cache that cannot be
-    written (a full disk, a lab-mate's project) is no cache: never an error,
-    which is why this is not files.atomic_file (it makes every failure one)."""
+    place (a rename) when the block ends without error (CacheFile)."""
 
     def __init__(self, path, key, kind):
-        self.path, self.kind = path, kind
-        self.old = index.Lookup(index.old_entries(self.path, key, Cached))
-        self.out = self.tmp = None
-        try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self.out, self.tmp = files.temp_beside(self.path)
-        except OSError:
-            return
-        self.write((key + "\n").encode("utf-8"))
+        self.kind = kind
+        self.old = index.Lookup(index.old_entries(path, key, Cached))
+        self.file = CacheFile(path, key)
 
     def __enter__(self):
         return self
 
     def __exit__(self, error, _value, _traceback):
-        if self.out is not None:
-            with contextlib.suppress(OSError):
-                self.out.close()
-                if error is None:
-                    os.replace(self.tmp, self.path)
-                    return
-        if self.tmp:
-            with contextlib.suppress(OSError):
-                os.unlink(self.tmp)
-
-    def write(self, data):
-        if self.out is None:
-            return
-        try:
-            self.out.write(data)
-        except OSError:
-            with contextlib.suppress(OSError):
-                self.out.close()
-            self.out = None
+        if error is None:
+            self.file.done()
+        else:
+            self.file.dropped()
 
     def take(self, entry):
         found = self.old.take(entry.id) if entry.stamps != index.UNSETTLED else None
         if found is None or found.stamps != entry.stamps:
             return None
-        self.write(found.line)
+        self.file.write(found.line)
         return self.kind(*json.loads(found.row))
 
     def keep(self, entry, row):
         if entry.stamps != index.UNSETTLED:
-            self.write(index.sealed("\t".join([entry.id, entry.stamps, index.encode(row)])))
+            self.file.write(index.sealed("\t".join([entry.id, entry.stamps, index.encode(row)])))
 
 
 # ----------------------------------------------------------------- make results
@@ -152,22 +190,16 @@ class ResultsCache:
     it. Like RowCache: a cache that cannot be read or written is no cache."""
 
     def __init__(self, path, key, header_bytes):
-        self.path, self.key, self.head_at, self.crc = path, key, 0, 0
+        self.path, self.key = path, key
         self.sources = []
         self.old = index.Lookup(iter(()))
         try:
             self.old = index.Lookup(self.old_rows(header_bytes))
         except OSError:
             self.close_sources()
-        self.out = self.tmp = None
-        try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self.out, self.tmp = files.temp_beside(self.path)
-            self.out.write((key + "\n").encode("utf-8"))
-            self.head_at = self.out.tell()
-            self.out.write(self.head("\t".join([":".join(["0" * 20] * 3)] * 3), 0))
-        except OSError:
-            self.failed()
+        self.file = CacheFile(path, key, summed=True)
+        self.head_at = self.file.tell()
+        self.file.rewrite(self.head_at, self.head("\t".join([":".join(["0" * 20] * 3)] * 3), 0))
 
     @staticmethod
     def head(stamps, crc):
@@ -200,9 +232,7 @@ class ResultsCache:
                         return
                     last, lengths = fields[0], (int(fields[5]), int(fields[6]), int(fields[7]))
                     json_at += len(JSON_SEPARATOR)
-                    state, metric = fields[2], fields[3]
-                    yield Copied(last, fields[1], unplain(state) if state[:1] == '"' else state,
-                                 unplain(metric) if metric[:1] == '"' else metric, swept[fields[4]],
+                    yield Copied(last, fields[1], unplain(fields[2]), unplain(fields[3]), swept[fields[4]],
                                  (csv_at, md_at, json_at), lengths, line, self)
                     csv_at, md_at, json_at = csv_at + lengths[0], md_at + lengths[1], json_at + lengths[2]
             except (OSError, ValueError):
@@ -210,22 +240,20 @@ class ResultsCache:
 
     def take(self, entry):
         found = self.old.take(entry.id) if entry.stamps != index.UNSETTLED else None
-        if found is None or found.stamps != entry.stamps or found.stamps == index.UNSETTLED:
-            return None
-        return found
+        return found if found is not None and found.stamps == entry.stamps else None
 
     def add(self, row, lengths):
         """The line of a row just written to the results files, lengths its
         bytes in each: a Copied one's as it was, a Rendered one's made (its
         stamps UNSETTLED when it must be rendered again next time)."""
         if isinstance(row, Copied):
-            self.write(row.line)
+            self.file.write(row.line)
         elif row.id is None:  # a view of the rows (FILTER, SORT, COLUMNS): no cache of it
-            self.failed()
+            self.file.dropped()
         else:
             swept = index.encode(row.swept) if row.swept else "[]"
-            self.write(index.sealed("\t".join([row.id, row.stamps, plain(row.state or ""), plain(row.metric), swept]
-                                              + [str(n) for n in lengths])))
+            fields = [row.id, row.stamps, plain(row.state or ""), plain(row.metric), swept]
+            self.file.write(index.sealed("\t".join(fields + [str(n) for n in lengths])))
 
     def read(self, row, kind=0):
         """The bytes of a Copied row in one of the old results files (kind: its
@@ -243,24 +271,6 @@ class ResultsCache:
             out.write(chunk)
             start += len(chunk)
 
-    def write(self, data):
-        if self.out is None:
-            return
-        self.crc = zlib.crc32(data, self.crc)
-        try:
-            self.out.write(data)
-        except OSError:
-            self.failed()
-
-    def failed(self):
-        if self.out is not None:
-            with contextlib.suppress(OSError):
-                self.out.close()
-        self.out = None
-        if self.tmp:
-            with contextlib.suppress(OSError):
-                os.unlink(self.tmp)
-
     def close_sources(self):
         for fd in self.sources:
             with contextlib.suppress(OSError):
@@ -270,22 +280,19 @@ class ResultsCache:
     def finish(self, written):
         """The results files written (their handles, about to be renamed into
         place): the cache names them and takes the place of the old one."""
-        if self.out is None:
-            return
         try:
+            for handle in written:
+                handle.flush()
             stamps = file_stamps([os.fstat(handle.fileno()) for handle in written])
-            self.out.seek(self.head_at)
-            self.out.write(self.head(stamps, self.crc))
-            self.out.close()
-            os.replace(self.tmp, self.path)
-            self.tmp = None
         except OSError:
-            self.failed()
-        self.out = None
+            self.file.dropped()
+            return
+        self.file.rewrite(self.head_at, self.head(stamps, self.file.crc))
+        self.file.done()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *_):
-        self.failed()
+        self.file.dropped()
         self.close_sources()
