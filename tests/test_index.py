@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 
 import pytest
 from conftest import make, run
@@ -34,6 +35,16 @@ STATUS_ROWS = os.path.join(ROOT, rowcache.STATUS_FILE)
 SHIFT = float(sys.argv[3]) if len(sys.argv) > 3 else 3600.0
 if len(sys.argv) > 4:  # the dead bytes a data file may hold before it is compacted
     index.COMPACT_BYTES = int(sys.argv[4])
+if len(sys.argv) > 5:  # index.Preload at every harvest, not from 2,000 experiments on two cores
+    index.PRELOAD_ENTRIES, index.usable_cpus = 0, lambda: 2
+    if sys.argv[5] == "broken":  # a child that ends without an answer
+        index.preload_child = lambda *args: os._exit(3)
+preloads = []
+real_preload = index.Preload.__init__
+def counting_preload(preload, *args):
+    real_preload(preload, *args)
+    preloads.append(preload.pid is not None)
+index.Preload.__init__ = counting_preload
 data_names = set()
 real_time = time.time
 # An hour ahead: every entry is old enough to be kept (SETTLE_SECONDS is
@@ -42,9 +53,22 @@ real_time = time.time
 index.time = types.SimpleNamespace(time=lambda: real_time() + SHIFT)
 loads = []
 real_load = state.load_experiment
+MAIN, CHILD_LOADS = os.getpid(), os.path.join(ROOT, "child-loads")
 def counting_load(root, exp_id, *args, **kwargs):
     loads.append(exp_id)
+    if os.getpid() != MAIN:  # index.Preload's child: counted through a file
+        with open(CHILD_LOADS, "a") as handle:
+            handle.write(exp_id + "\n")
     return real_load(root, exp_id, *args, **kwargs)
+
+def child_loads():
+    """What Preload's children read since last asked."""
+    if not os.path.exists(CHILD_LOADS):
+        return []
+    with open(CHILD_LOADS) as handle:
+        found = handle.read().split()
+    os.unlink(CHILD_LOADS)
+    return found
 state.load_experiment = counting_load
 real_view = index.View.experiment
 def view_experiment(view, entry):
@@ -79,8 +103,9 @@ def compare(what):
     read, rendered = {}, {}
     for command in ("cmd_results", "cmd_status"):
         del loads[:], renders[:]
+        child_loads()
         through = harvest(command)
-        read[command], rendered[command] = list(loads), list(renders)
+        read[command], rendered[command] = list(loads) + child_loads(), list(renders)
         # a full harvest: no cache at all; then the caches put back with the
         # results files they describe (results.rows copies rows from them)
         kept = [INDEX, ROWS, STATUS_ROWS] + rowcache.result_paths(ROOT) + data_files()
@@ -90,6 +115,7 @@ def compare(what):
             if os.path.exists(path):
                 os.replace(path, os.path.join(aside, str(number)))
         full = harvest(command)
+        child_loads()
         for number, path in enumerate(kept):
             if os.path.exists(os.path.join(aside, str(number))):
                 os.replace(os.path.join(aside, str(number)), path)
@@ -226,6 +252,7 @@ for action in plan:
     report["steps"].append([action, len(files.list_experiment_ids(ROOT)), len(reads)])
     data_names.update(os.path.basename(name) for name in data_files())
 report["data_files"] = len(data_names)
+report["preloads"] = sum(preloads)
 print(json.dumps(report))
 '''
 
@@ -239,7 +266,22 @@ def drive(project, seed, steps, *extra):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_index_gives_the_full_harvest_after_random_changes(bake, seed):
-    report = drive(bake(), seed, 30)
+    check_reads(drive(bake(), seed, 30))
+
+
+@pytest.mark.parametrize("child", ["working", "broken"])
+def test_stamps_a_second_process_took_give_the_full_harvest(bake, child):
+    """index.Preload at every harvest (a forked child checks the later half
+    of the experiments and reads again those that changed): the same rows as
+    a harvest without an index, only the experiments that changed read again;
+    a child that ends without an answer leaves the harvest to do it all."""
+    report = drive(bake(), 5, 30, "3600", str(1 << 20), child)
+    assert report["preloads"] > 10, report
+    check_reads(report)
+
+
+def check_reads(report):
+    """What a driven sequence read again: what changed, and only it."""
     assert report["first_reads"] == 4 and report["unchanged_reads"] == 0  # cached: nothing read again
     assert report["unchanged_renders"] == 0  # nor rendered again
     for action, count, reads in report["steps"]:
@@ -253,6 +295,53 @@ def test_index_gives_the_full_harvest_after_random_changes(bake, seed):
     assert {"add", "delete"} <= actions and actions & {"results", "metrics", "in_place"}, actions
     assert any(a.startswith("index ") for a in actions) and any(a.startswith("rows ") for a in actions), actions
     assert any(a.startswith("data ") for a in actions), actions
+
+
+# Runs in the project: experiments, some of whose submissions lost sbatch's
+# answer, harvested twice, the second time with index.Preload forced. Prints
+# the unresolved ids each harvest found and how many children were started.
+UNRESOLVED = r'''
+import json, os, sys, time, types
+sys.path.insert(0, os.getcwd())
+from expflow_runtime import files, index, ledger, submit
+settings = files.read_settings(files.ROOT)
+real_time = time.time
+index.time = types.SimpleNamespace(time=lambda: real_time() + 3600)  # every entry settled
+index.PRELOAD_ENTRIES, index.usable_cpus = 0, lambda: 2
+children = []
+real_init = index.Preload.__init__
+def counting(preload, *args):
+    real_init(preload, *args)
+    children.append(preload.pid is not None)
+index.Preload.__init__ = counting
+for number in range(1, 13):
+    exp_id = "e{:02d}".format(number)
+    path = submit.write_experiment(exp_id, {"seed": number}, "seed: 1", settings, {}, {})
+    intent = {"token": "t" + exp_id, "stage": "train", "backend": "slurm", "resources": {}, "attempt": 1,
+              "job_name": exp_id + "-train.t" + exp_id, "log_template": files.log_name("train", "{job_id}")}
+    if number in (2, 9, 11):
+        ledger.write_intent(path, intent)  # sbatch's answer lost
+    else:
+        submit.submit_recorded([(path, intent)], lambda: {"job_id": str(100 + number)})
+found = []
+for _ in range(2):
+    with index.snapshot(files.ROOT, settings, True) as (summary, _view):
+        found.append(sorted(summary.unresolved))
+print(json.dumps({"unresolved": found, "children": children}))
+'''
+
+
+def test_a_second_process_keeps_the_ids_of_lost_submissions(bake):
+    """index.Preload's runs of unchanged lines carry the ids whose sbatch
+    answer was lost (the harvest settles them first): the same as checking
+    every entry here."""
+    project = bake()
+    result = subprocess.run([sys.executable, "-c", UNRESOLVED], cwd=project, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["unresolved"] == [["e02", "e09", "e11"]] * 2, found
+    assert found["children"] == [False, True], found  # no old index the first time: nothing to preload
 
 
 def test_a_data_file_compacted_at_every_harvest_gives_the_same_rows(bake):
@@ -325,6 +414,17 @@ def test_a_job_writing_while_the_harvest_runs_is_read_next_time(bake):
     assert first != [0.5] and second == [0.5]
 
 
+def resealed(cache, body, crc=None):
+    """A cache file (the index, results.rows) of body, its head sealed again
+    with crc as the crc of all its lines (by default the right one), as if
+    another program had written it."""
+    key, head, _ = cache.split(b"\n", 2)
+    fields = head.split(b"\t")[1:]
+    fields[-1] = crc or b"%08x" % zlib.crc32(body)
+    rest = b"\t".join(fields)
+    return key + b"\n" + b"%08x\t" % zlib.crc32(rest) + rest + b"\n" + body
+
+
 def test_corrupt_index_gives_the_same_result(bake):
     project = bake()
     drive(project, 11, 3)
@@ -335,12 +435,20 @@ def test_corrupt_index_gives_the_same_result(bake):
     index = project / ".expflow" / "harvest.index"
     good = index.read_bytes()
     assert b"\t-\t" not in good  # every entry kept: the harvests below use them
+    body = good.split(b"\n", 2)[2]
     damaged = [good[: len(good) // 2], good.replace(b"val_acc", b"val_acd"), b"\0" * 4096,
-               good.replace(b"\t", b" ", 3), good[:-1]]
+               good.replace(b"\t", b" ", 3), good[:-1],
+               # a head that vouches for a body not written by a harvest, or that names no crc
+               resealed(good, body.replace(b"val_acc", "val_\u00e0cc".encode())), resealed(good, body, b"zzzzzzzz")]
     for data in damaged:
         index.write_bytes(data)
         assert make(project, "status", "ALL=1").stdout == status
         index.write_bytes(data)
+        make(project, "results", "ALL=1")
+        assert [(project / "results" / f"results.{kind}").read_bytes() for kind in ("csv", "md", "json")] == expected
+    rows = project / ".expflow" / "results.rows"
+    for crc in (None, b"zzzzzzzz"):  # results.rows likewise: its rows are copied, or rendered anew
+        rows.write_bytes(resealed(rows.read_bytes(), rows.read_bytes().split(b"\n", 2)[2], crc))
         make(project, "results", "ALL=1")
         assert [(project / "results" / f"results.{kind}").read_bytes() for kind in ("csv", "md", "json")] == expected
     index.unlink()

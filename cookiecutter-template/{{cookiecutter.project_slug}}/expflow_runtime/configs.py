@@ -5,8 +5,6 @@ flattening to dotted keys, the config hash, and the config as command-line flags
 Standard library only, Python 3.6+.
 """
 
-import copy
-import difflib
 import json
 import math
 import os
@@ -321,6 +319,7 @@ def apply_overrides(config, assignments, allow_new=False):
 def set_values(config, settings, allow_new=False, where="SET"):
     """A copy of config with {dotted.key: value} set; an unknown key is an error
     naming the closest known ones unless allow_new."""
+    import copy  # here: only the commands that set values need it
     config = copy.deepcopy(config)
     known = flatten(config)
     for key, value in settings.items():
@@ -344,6 +343,7 @@ def near_keys(key, known):
     """The known dotted keys a mistyped key may mean: the same last name
     elsewhere (lr -> optimizer.lr), then every close spelling of the whole key
     or of its last name (optimizer.lrr, optimiser.lr, model.dept)."""
+    import difflib  # here: only a mistyped key needs it
     last = key.split(".")[-1]
     near = [k for k in known if k.split(".")[-1] == last]
     near += difflib.get_close_matches(key, list(known), n=10, cutoff=0.75)

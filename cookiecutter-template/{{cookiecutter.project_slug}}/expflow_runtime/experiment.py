@@ -11,7 +11,6 @@ import functools
 import json
 import os
 import shlex
-import socket
 import sys
 
 from . import advice, configs, files, ledger, profiles, slurmkit, state, submit, tables, values
@@ -166,7 +165,7 @@ def submit_stage(exp_id, stage, env, settings, current, attempt=1):
     else:
         if files.flag(env, "DRY_RUN"):
             return submit.print_dry_run(["bash", submit.stage_script(stage), exp_path], stage, resources)
-        intent.update(job_id="local-" + token, host=socket.gethostname())
+        intent.update(job_id="local-" + token, host=files.hostname())
         launch = functools.partial(start_one, stage, exp_path, after_entry, job_env, intent["job_id"])
     submit.snapshot_config_json(exp_path)
     intent["git"] = submit.git_snapshot(exp_path, "{}-{}".format(stage, token))

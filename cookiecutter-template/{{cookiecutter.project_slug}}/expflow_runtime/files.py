@@ -252,6 +252,12 @@ def now_iso():
     return datetime.now().astimezone().replace(microsecond=0).isoformat()
 
 
+def hostname():
+    """This machine's name, as socket.gethostname() gives it (the kernel's
+    node name), without loading socket, which every command would pay for."""
+    return os.uname().nodename
+
+
 def cannot_write(path, exc):
     """A ProjectError naming the file: cannot write results/results.csv: No space left on device."""
     return ProjectError("cannot write {}: {}".format(display_path(path), exc.strerror or exc))

@@ -278,11 +278,10 @@ def write_results(header, rows, on_row=None, cache=None):
         for row in rows:
             if isinstance(row, rowcache.Copied):
                 outs.copy(row)
-                lengths = row.lengths
             else:
                 lengths = outs.write((row.csv.encode("utf-8"), row.md.encode("utf-8"), row.json.encode("utf-8")))
-            if cache is not None:
-                cache.add(row, lengths)
+                if cache is not None:
+                    cache.add(row, lengths)
             if on_row:
                 on_row(row)
         outs.flush()
@@ -293,7 +292,8 @@ def write_results(header, rows, on_row=None, cache=None):
 
 class Spliced:
     """The three results files written from rows rendered and rows of the last
-    ones: rows that follow each other there (in all three) are copied at once."""
+    ones: rows that follow each other there (in all three, and so in the last
+    results.rows) are copied at once, with their lines of results.rows."""
 
     def __init__(self, outs, cache):
         self.outs, self.cache, self.rows = outs, cache, 0
@@ -317,18 +317,19 @@ class Spliced:
     def copy(self, row):
         """A Copied row: the run pending grows when it follows it in every file
         (results.json holds ",\n" between the two, as the new one will)."""
-        at, end = row.at, self.end
-        if end is not None and at[0] == end[0] and at[1] == end[1] and at[2] == end[2] + len(rowcache.JSON_SEPARATOR):
+        at, end, lengths = row.at, self.end, row.lengths
+        if end is not None and at[0] == end[0] and at[1] == end[1] and at[3] == end[3] \
+                and at[2] == end[2] + len(rowcache.JSON_SEPARATOR):
             self.rows += 1
         else:
             self.flush()
             self.outs[2].write(self.before())
             self.start = at
-        self.end = (at[0] + row.lengths[0], at[1] + row.lengths[1], at[2] + row.lengths[2])
+        self.end = (at[0] + lengths[0], at[1] + lengths[1], at[2] + lengths[2], at[3] + lengths[3])
 
     def flush(self):
         if self.start is not None:
-            for kind, out in enumerate(self.outs):
+            for kind, out in enumerate(self.outs + (None,)):  # None: results.rows, which the cache writes
                 self.cache.copy(kind, self.start[kind], self.end[kind], out)
         self.start = self.end = None
 
@@ -363,21 +364,17 @@ class Screen:
         self.limit, self.ranked, self.mode = limit, ranked, mode
         self.counts, self.total, self.kept = collections.Counter(), 0, []
 
-    def rank(self, text):
-        """(0, value) for rows with the metric, the best smallest; (1, 0) for the rest."""
-        value = as_number(text) if self.ranked else None
-        if value is None or not math.isfinite(value):
-            return 1, 0.0
-        return 0, -value if self.mode == "max" else value
-
     def add(self, row):
         self.total += 1
         if row.state is not None:
             self.counts[row.state] += 1
         if self.limit == 0:
             return
-        missing, value = self.rank(row.metric)
-        item = (-missing, -value, -self.total)  # negated: the heap's top is the worst row kept
+        value = as_number(row.metric) if self.ranked else None
+        if value is None or not math.isfinite(value):
+            item = (-1, -0.0, -self.total)  # negated: the heap's top is the worst row kept
+        else:
+            item = (0, value if self.mode == "max" else -value, -self.total)  # the best largest
         if self.limit is None or len(self.kept) < self.limit:
             heapq.heappush(self.kept, item + (cells_of(row),))
         elif item > self.kept[0]:  # -total tells any two apart: the cells are never compared

@@ -26,15 +26,21 @@ too, "s" for its state only (make status); offset and length: where its blob
 is in the data file, .expflow/harvest.data-*, a sealed line "crc id state
 data" (state: its newest jobs, their records, problems; data: its config and
 metrics). Blobs are appended, never moved (DataFile). crc: of the rest of
-the line, so that a damaged line is read again, never a wrong row.
+the line, so that a damaged line is read again, never a wrong row. With
+PRELOAD_ENTRIES experiments or more, a forked child checks the later half
+(Preload), on a second core.
 
 Standard library only, Python 3.6+.
 """
 
 import collections
 import contextlib
+import functools
+import itertools
 import json
 import os
+import signal
+import sys
 import time
 import zlib
 
@@ -48,6 +54,7 @@ STRAY_SECONDS = 600
 SETTLE_SECONDS = 2
 LOGS = "logs"
 UNSETTLED = "-"  # the stamps of an entry read again next time
+PRELOAD_ENTRIES = 2000  # below, a second process to check half of them costs more than it saves
 
 Summary = collections.namedtuple("Summary", "count asked unresolved params metrics warnings")
 Entry = collections.namedtuple("Entry", "id names stamps summary kind offset length line")
@@ -94,20 +101,46 @@ def stamps_of(infos):
     return ",".join(["%d:%d:%d" % (info.st_ino, info.st_mtime_ns, info.st_size) for info in infos])
 
 
-def unchanged(path, names, stamps, with_data):
-    """Whether the experiment's directory and (with_data) the files named are
-    as stamped (the common case, one file, in one format)."""
+def current_stamps(base, exp_id, names, with_data):
+    """What an entry's stamps must be (with_data) or start with (make status)
+    for the experiment to be unchanged: its directory's stamp, "|", and with
+    data those of the files named (the common case, one file, in one
+    format); None when one cannot be taken. base: where the experiments
+    are (experiments())."""
+    fd, prefix = base
     try:
-        top = os.lstat(path)
+        top = os.lstat(prefix + exp_id, dir_fd=fd)
         if with_data and len(names) == 1:
-            info = os.stat(path + os.sep + names[0])
-            return stamps == "%d:%d:%d|%d:%d:%d" % (top.st_ino, top.st_mtime_ns, top.st_size,
-                                                    info.st_ino, info.st_mtime_ns, info.st_size)
-        infos = [os.stat(path + os.sep + name) for name in names] if with_data else []
+            info = os.stat(prefix + exp_id + os.sep + names[0], dir_fd=fd)
+            return "%d:%d:%d|%d:%d:%d" % (top.st_ino, top.st_mtime_ns, top.st_size,
+                                          info.st_ino, info.st_mtime_ns, info.st_size)
+        infos = [os.stat(prefix + exp_id + os.sep + name, dir_fd=fd) for name in names] if with_data else []
     except OSError:
-        return False
+        return None
     mine = "%d:%d:%d|" % (top.st_ino, top.st_mtime_ns, top.st_size)
-    return stamps == mine + stamps_of(infos) if with_data else stamps.startswith(mine)
+    return mine + stamps_of(infos) if with_data else mine
+
+
+def unchanged(stamps, current, with_data):
+    """Whether an entry's stamps are those current_stamps() took."""
+    return current is not None and (stamps == current if with_data else stamps.startswith(current))
+
+
+@contextlib.contextmanager
+def experiments(root):
+    """(descriptor, prefix) that current_stamps() finds experiments by: experiments/
+    held open, so that each stat walks one name rather than the whole path
+    (an eighth of the stats' time), or by its path where that cannot be."""
+    path = files.experiments_dir(root)
+    fd = None
+    if os.lstat in os.supports_dir_fd:
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_RDONLY)
+    try:
+        yield (fd, "") if fd is not None else (None, path + os.sep)
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def index_key(settings):
@@ -157,8 +190,13 @@ def summary_of(experiment, with_data):
 encode = json.JSONEncoder(check_circular=False).encode
 
 
+def sealed_line(rest):
+    """rest, ASCII fields split by tabs, after its crc: a line without its newline."""
+    return "{:08x}\t{}".format(zlib.crc32(rest.encode("ascii")), rest)
+
+
 def sealed(rest):
-    return "{:08x}\t{}\n".format(zlib.crc32(rest.encode("ascii")), rest).encode("ascii")
+    return (sealed_line(rest) + "\n").encode("ascii")
 
 
 def unsealed(line, count):
@@ -173,27 +211,54 @@ def unsealed(line, count):
     return fields if len(fields) == count else None
 
 
-def entries(handle, kind=Entry, crc=None):
-    """Every entry of a file of sealed lines open after its header, as kind
-    (fields, then the line), in id order: damaged or out-of-order lines are
-    left out. crc: of all the lines, from the file's head (body_crc), which
-    when it matches spares checking each line (read at once, then)."""
-    last, count = "", len(kind._fields) - 1
-    lines = handle
-    if crc is not None:
-        body = handle.read()
-        lines = body.splitlines(keepends=True)
-        if zlib.crc32(body) == crc:
-            del body
-            for line in lines:
-                fields = line[9:-1].decode("ascii").split("\t")
-                if len(fields) == count and fields[0] > last:
-                    last = fields[0]
-                    yield kind(*fields, line)
+class SealedLines:
+    """The sealed lines of a body (bytes), or of a file open after its head
+    (read as they come): parsed(start) gives (fields, line as text without
+    its newline, its size in bytes) of each line, fields and line None for
+    a damaged one. When crc (of the whole body, hex, from the file's head)
+    matches, no line is checked on its own, and parsed(start) begins at the
+    first line whose id is start or later."""
+
+    def __init__(self, body, count, crc=""):
+        self.count = count
+        try:
+            text = body.decode("ascii") if crc and zlib.crc32(body) == int(crc, 16) else None
+        except ValueError:  # a head or a body that is not ours: each line is checked
+            text = None
+        self.intact = text is not None
+        if self.intact:
+            self.lines = text.split("\n")[:-1]
+        else:
+            self.lines = body.splitlines(keepends=True) if isinstance(body, bytes) else body
+
+    def parsed(self, start=""):
+        if not self.intact:
+            for line in self.lines:
+                fields = unsealed(line, self.count)
+                yield fields, fields and line[:-1].decode("ascii"), len(line)
             return
-    for line in lines:
-        fields = unsealed(line, count)
-        if fields and fields[0] > last:
+        for line in itertools.islice(self.lines, self.first_at(start) if start else 0, None):
+            yield line[9:].split("\t"), line, len(line) + 1
+
+    def first_at(self, start):
+        """The place of the first line whose id is start or later (ids ascend)."""
+        low, high = 0, len(self.lines)
+        while low < high:
+            middle = (low + high) // 2
+            line = self.lines[middle]
+            if line[9:line.find("\t", 9)] < start:
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
+
+def entries(lines, kind=Entry, start=""):
+    """Every entry of SealedLines, as kind (fields, then the line), in id
+    order (from start on): damaged or out-of-order lines are left out."""
+    last, count = "", len(kind._fields) - 1
+    for fields, line, _size in lines.parsed(start):
+        if fields and len(fields) == count and fields[0] > last:
             last = fields[0]
             yield kind(*fields, line)
 
@@ -208,7 +273,7 @@ def old_entries(path, key, kind=Entry):
         return
     with handle:
         if handle.readline() == (key + "\n").encode("utf-8"):
-            yield from entries(handle, kind)
+            yield from entries(SealedLines(handle, len(kind._fields) - 1), kind)
 
 
 class Lookup:
@@ -296,27 +361,23 @@ def blob(exp_id, parts):
 
 
 def entry_line(exp_id, names, stamps, summary, kind, offset, length):
-    return sealed("\t".join([exp_id, names, stamps, summary, kind, str(offset), str(length)]))
+    return sealed_line("\t".join([exp_id, names, stamps, summary, kind, str(offset), str(length)]))
 
 
 def old_index(root, key):
     """(data file name, the bytes its entries point at, the data file's size
-    then, their entries) of the index the last harvest left, or ("", 0, 0,
-    nothing) when it is missing, damaged at its head, or of another release or
-    settings."""
+    then, its lines (SealedLines)) of the index the last harvest left, or
+    ("", 0, 0, None) when it is missing, damaged at its head, or of another
+    release or settings."""
     try:
         handle = open(os.path.join(root, INDEX_FILE), "rb")
     except OSError:
-        return "", 0, 0, iter(())
-    head = unsealed(handle.readline(), 5) if handle.readline() == (key + "\n").encode("utf-8") else None
-    if not head or head[0] != "data" or not (head[2].isdigit() and head[3].isdigit()):
-        handle.close()
-        return "", 0, 0, iter(())
-
-    def lines():
-        with handle:
-            yield from entries(handle, Entry, int(head[4], 16))
-    return head[1], int(head[2]), int(head[3]), lines()
+        return "", 0, 0, None
+    with handle:
+        head = unsealed(handle.readline(), 5) if handle.readline() == (key + "\n").encode("utf-8") else None
+        if not head or head[0] != "data" or not (head[2].isdigit() and head[3].isdigit()):
+            return "", 0, 0, None
+        return head[1], int(head[2]), int(head[3]), SealedLines(handle.read(), len(Entry._fields) - 1, head[4])
 
 
 def data_head(name, live, size, crc):
@@ -339,7 +400,8 @@ def refresh(root, settings, with_data, out, directory):
     patterns = state.metric_patterns(settings)
     key = index_key(settings)
     old_name, old_live, old_size, old_lines = old_index(root, key)
-    source, old = DataFile.opened(directory, old_name), Lookup(old_lines)
+    source = DataFile.opened(directory, old_name)
+    old = Lookup(entries(old_lines) if old_lines is not None else iter(()))
     first = old.current
     if source is not None and (source.size() < old_size or first is not None and source.read(
             first.id, int(first.offset), int(first.length)) is None):
@@ -349,10 +411,10 @@ def refresh(root, settings, with_data, out, directory):
     if source is None or source.size() > 2 * old_live + COMPACT_BYTES:
         data, replaced = DataFile.created(directory), old_name
     if source is None:
-        old = Lookup(iter(()))
+        old, old_lines = Lookup(iter(())), None
     out.write((key + "\n").encode("utf-8"))
     try:
-        summary = entries_written(root, with_data, out, old, source, data, patterns)
+        summary = entries_written(root, with_data, out, old, old_lines, source, data, patterns)
     except BaseException:
         if data is not source:
             data.close()
@@ -365,46 +427,269 @@ def refresh(root, settings, with_data, out, directory):
     return summary, data, replaced
 
 
-def entries_written(root, with_data, out, old, source, data, patterns):
-    """refresh's work on each experiment -> Summary."""
+def entries_written(root, with_data, out, old, old_lines, source, data, patterns):
+    """refresh's work on each experiment -> Summary. old: a Lookup of the
+    old entries, old_lines: their SealedLines (None: no old index)."""
     recent = int((time.time() - SETTLE_SECONDS) * 1e9)
     head_at = out.tell()
     out.write(data_head(data.name, 0, 0, 0))
-    names_of, summaries = Memo(), Memo()
-    count, unresolved, live, crc = 0, [], 0, 0
-    prefix = files.experiments_dir(root) + os.sep
-    for exp_id in files.list_experiment_ids(root):  # no links among them
-        path = prefix + exp_id
-        entry = old.take(exp_id)
-        line = None
-        if entry and entry.stamps != UNSETTLED and (entry.kind == "d" or not with_data) \
-                and unchanged(path, names_of[entry.names], entry.stamps, with_data):
-            line = entry.line
-            if data is not source:  # a new data file: the blob copied to it
-                found = source.read(exp_id, int(entry.offset), int(entry.length))
-                line = found and entry_line(exp_id, entry.names, entry.stamps, entry.summary, entry.kind,
-                                            data.append(blob(exp_id, found)), entry.length)
-            if line is not None:  # summaries: of the entries written only
-                summary, length = summaries[entry.summary], int(entry.length)
-        if line is None:
-            found = fingerprint(path, with_data, bool(patterns))
-            experiment = state.load_experiment(root, exp_id, patterns, with_data, found and found.present)
-            settled = found is not None and found.newest < recent
-            summary = summary_of(experiment, with_data)
-            written = blob(exp_id, [encode(state_part(experiment)),
-                                    encode(data_part(experiment)) if with_data else "null"])
-            length, text = len(written), encode(summary)
-            summaries.setdefault(text, summary)
-            line = entry_line(exp_id, encode(found.names if found else []), found.stamps if settled else UNSETTLED,
-                              text, "d" if with_data else "s", data.append(written), length)
-        out.write(line)
-        count, live, crc = count + 1, live + length, zlib.crc32(line, crc)
-        if summary[1]:
-            unresolved.append(exp_id)
+    names_of, tally = Memo(), Tally(out)
+    ids = files.list_experiment_ids(root)  # no links among them
+    with experiments(root) as base:
+
+        def fresh(exp_id, entry):
+            """None when the experiment did not change since its old entry, else
+            it read again from its files (a Reread)."""
+            if entry and entry.stamps != UNSETTLED and (entry.kind == "d" or not with_data) and unchanged(
+                    entry.stamps, current_stamps(base, exp_id, names_of[entry.names], with_data), with_data):
+                return None
+            return read_again(root, exp_id, with_data, patterns, recent)
+
+        def written(exp_id):
+            entry = old.take(exp_id)
+            found = fresh(exp_id, entry)
+            line = placed(found, data) if found else None
+            if line is None and data is not source:  # unchanged, into a new data file: its blob copied
+                line = moved(entry, source, data) or placed(read_again(root, exp_id, with_data, patterns, recent), data)
+            if line is None:  # unchanged: its old line
+                tally.add(exp_id, entry.line, entry.summary, entry.length)
+            else:
+                fields = line.split("\t")
+                tally.add(exp_id, line, fields[4], fields[7])
+
+        # a data file being compacted has every blob copied: this process does it all
+        with Preload(ids, old_lines if data is source else None, fresh) as preload:
+            for exp_id in ids[:preload.start]:
+                written(exp_id)
+            if not preload.answered(tally, old_lines, data):
+                for exp_id in ids[preload.start:]:
+                    written(exp_id)
+    tally.lines.flush()
     out.seek(head_at)
-    out.write(data_head(data.name, live, data.size(), crc))
+    out.write(data_head(data.name, tally.live, data.size(), tally.lines.crc))
     out.seek(0, os.SEEK_END)
-    return summed(count, unresolved, summaries.values())
+    return summed(tally.count, tally.unresolved, tally.summaries.values())
+
+
+class Tally:
+    """What refresh writes (its lines: a LineWriter) and what it sums up:
+    how many entries, the bytes of the data file they point at, the ids of
+    those with a submission's answer lost, each distinct summary."""
+
+    def __init__(self, out):
+        self.lines, self.summaries = LineWriter(out), Memo()
+        self.count, self.live, self.unresolved = 0, 0, []
+
+    def add(self, exp_id, line, summary, length):
+        """An entry's line, its summary as text and its blob's length (text)."""
+        self.lines.add(line)
+        self.count, self.live = self.count + 1, self.live + int(length)
+        if self.summaries[summary][1]:
+            self.unresolved.append(exp_id)
+
+    def add_run(self, lines, live, unresolved):
+        """Old lines kept as they were, their blobs' bytes and unresolved ids
+        (their summaries come on their own: add_summary)."""
+        self.lines.add_many(lines)
+        self.count, self.live = self.count + len(lines), self.live + live
+        self.unresolved += unresolved
+
+    def add_summary(self, text):
+        self.summaries[text]  # parsed once, as Memo does
+
+
+class Preload:
+    """git's preload-index, for a harvest: a forked child checks the later
+    half of the experiments against their old entries and reads again those
+    that changed, while this process does the earlier half: the stat calls
+    and the reading on two cores. Its answer comes in blocks: runs of old
+    lines kept as they were (one join each, not one step per entry) and the
+    experiments read again, whose blobs this process appends to the data
+    file (two processes appending to one file at once may overwrite each
+    other's bytes on NFS). start: where in the ids this process stops (all
+    of them when no child was started: few experiments, one core, no fork,
+    no intact old index, a data file being compacted). The child parses its
+    copy (a fork's) of this process's old lines from the split on; it
+    writes nothing but its answer."""
+
+    def __init__(self, ids, old_lines, fresh):
+        self.pid = self.answers = None
+        self.start = len(ids)
+        if len(ids) < PRELOAD_ENTRIES or old_lines is None or not old_lines.intact or not hasattr(os, "fork") \
+                or usable_cpus() < 2 or threading_started():
+            return
+        later = ids[len(ids) // 2:]
+        self.answers, write_end = os.pipe()
+        try:
+            self.pid = os.fork()
+        except OSError:
+            self.pid = None
+        if self.pid == 0:
+            os.close(self.answers)
+            preload_child(later, old_lines, fresh, write_end)  # never returns
+        os.close(write_end)
+        if self.pid is not None:
+            self.start = len(ids) - len(later)
+
+    def answered(self, tally, old_lines, data):
+        """Add the child's answer to tally, the blobs of the experiments it
+        read again appended to data -> whether it came whole (else nothing
+        was added, and this process is to do the later half too)."""
+        if self.pid is None:
+            return False
+        chunks = []
+        with contextlib.suppress(OSError):
+            for chunk in iter(functools.partial(os.read, self.answers, 1 << 16), b""):
+                chunks.append(chunk)
+        self.close(finished=True)
+        records = b"".join(chunks).decode("ascii", "replace").split("\n")
+        if records[-2:] != [".", ""]:
+            return False
+        records = iter(records[:-2])
+        for record in records:
+            kind, _, rest = record.partition("\t")
+            if kind == "L":  # an experiment read again, then its blob
+                found = Reread(*rest.split("\t"), (next(records) + "\n").encode("ascii"))
+                tally.add(found.id, placed(found, data), found.summary, len(found.blob))
+            elif kind == "R":  # a run of old lines kept: start, end, their blobs' bytes, unresolved ids
+                start, end, live, unresolved = rest.split("\t")
+                unresolved = unresolved.split(",") if unresolved else []
+                tally.add_run(old_lines.lines[int(start):int(end)], int(live), unresolved)
+            elif kind == "S":
+                tally.add_summary(rest)
+        return True
+
+    def close(self, finished=False):
+        if self.answers is not None:
+            os.close(self.answers)  # a child still writing gets EPIPE and ends
+            self.answers = None
+        if self.pid is not None:
+            if not finished:
+                with contextlib.suppress(OSError):
+                    os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(self.pid, 0)
+            self.pid = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+
+
+def preload_child(ids, old_lines, fresh, answers):
+    """Preload's child: for ids (in order), "R<TAB>start<TAB>end<TAB>bytes<TAB>
+    unresolved ids" for each run of old lines [start, end) kept as they were,
+    "L<TAB>id<TAB>names<TAB>stamps<TAB>summary<TAB>kind" then the blob for
+    each experiment read again; then "S<TAB>summary" for each distinct
+    summary of the runs, and "."; written to answers. It never returns (its
+    copies of the parent's open files are left unflushed)."""
+    try:
+        lines, summaries, records, run = old_lines.lines, Memo(), [], None
+        at = old_lines.first_at(ids[0])
+        for exp_id in ids:
+            while at < len(lines) and line_id(lines[at]) < exp_id:
+                at += 1  # an experiment gone: its line ends a run
+            entry = Entry(*lines[at][9:].split("\t"), lines[at]) if at < len(lines) and \
+                line_id(lines[at]) == exp_id else None
+            found = fresh(exp_id, entry)
+            if run is not None and (found is not None or run[1] != at):
+                records.append(run_record(*run))  # the run ends before this line
+                run = None
+            if found is not None:
+                records += ["L\t" + "\t".join(found[:5]), found.blob[:-1].decode("ascii")]
+            else:
+                run = run or [at, at, 0, []]
+                run[1], run[2] = at + 1, run[2] + int(entry.length)
+                if summaries[entry.summary][1]:
+                    run[3].append(exp_id)
+            if entry is not None:
+                at += 1
+        if run:
+            records.append(run_record(*run))
+        records += ["S\t" + text for text in summaries] + ["."]
+        payload = ("\n".join(records) + "\n").encode("ascii")
+        while payload:
+            payload = payload[os.write(answers, payload):]
+    finally:
+        os._exit(0)
+
+
+def run_record(start, end, live, unresolved):
+    return "R\t{}\t{}\t{}\t{}".format(start, end, live, ",".join(unresolved))
+
+
+def line_id(line):
+    """The id of a sealed line (its second field)."""
+    return line[9:line.find("\t", 9)]
+
+
+def usable_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def threading_started():
+    """Whether another thread runs (a fork copies only this one)."""
+    threading = sys.modules.get("threading")
+    return threading is not None and threading.active_count() > 1
+
+
+def moved(entry, source, data):
+    """The line of an entry whose blob is copied to a new data file, or None
+    when it cannot be read."""
+    found = source.read(entry.id, int(entry.offset), int(entry.length))
+    return found and entry_line(entry.id, entry.names, entry.stamps, entry.summary, entry.kind,
+                                data.append(blob(entry.id, found)), entry.length)
+
+
+def read_again(root, exp_id, with_data, patterns, recent):
+    """An experiment read from its files -> Reread: the fields of its line
+    before its blob's place (its stamps UNSETTLED when it changed since
+    recent), and its blob."""
+    path = os.path.join(files.experiments_dir(root), exp_id)
+    found = fingerprint(path, with_data, bool(patterns))
+    experiment = state.load_experiment(root, exp_id, patterns, with_data, found and found.present)
+    settled = found is not None and found.newest < recent
+    written = blob(exp_id, [encode(state_part(experiment)), encode(data_part(experiment)) if with_data else "null"])
+    return Reread(exp_id, encode(found.names if found else []), found.stamps if settled else UNSETTLED,
+                  encode(summary_of(experiment, with_data)), "d" if with_data else "s", written)
+
+
+Reread = collections.namedtuple("Reread", "id names stamps summary kind blob")
+
+
+def placed(found, data):
+    """The line of an experiment read again (a Reread), its blob appended to data."""
+    return entry_line(*found[:5], data.append(found.blob), len(found.blob))
+
+
+class LineWriter:
+    """Lines (ASCII text, without their newline) written to a binary file a
+    few thousand at a time, and the crc of all their bytes."""
+
+    def __init__(self, out):
+        self.out, self.chunk, self.crc = out, [], 0
+
+    def add(self, line):
+        self.chunk.append(line)
+        if len(self.chunk) == 4096:
+            self.flush()
+
+    def add_many(self, lines):
+        self.flush()
+        self.chunk = lines
+        self.flush()
+
+    def flush(self):
+        if self.chunk:
+            data = ("\n".join(self.chunk) + "\n").encode("ascii")
+            self.crc = zlib.crc32(data, self.crc)
+            self.out.write(data)
+            self.chunk = []
 
 
 def summed(count, unresolved, summaries):
@@ -435,8 +720,7 @@ class View:
         self.handle.readline()
         self.handle.readline()
         for line in self.handle:
-            _crc, exp_id, names, stamps, _summary, kind, offset, length = line.split(b"\t")
-            yield Entry(exp_id.decode("ascii"), names, stamps.decode("ascii"), None, kind, offset, length, line)
+            yield Entry(*line[9:-1].decode("ascii").split("\t"), "")
 
     def experiment(self, entry):
         """The experiment of an entry, in the shape state.load_experiment gives

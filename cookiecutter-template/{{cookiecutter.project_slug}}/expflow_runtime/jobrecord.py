@@ -15,7 +15,6 @@ local backend. Standard library only, Python 3.6+.
 
 import os
 import shutil
-import socket
 import sys
 import time
 
@@ -105,7 +104,7 @@ def start(env):
         "stage": env["EXPFLOW_STAGE"], "job_id": env["EXPFLOW_JOB_ID"], "state": "RUNNING",
         "started": files.now_iso(), "attempt": int(env.get("EXPFLOW_ATTEMPT") or 1),
         "restart": int(env.get("EXPFLOW_RESTART") or 0),
-        "node": env.get("SLURMD_NODENAME") or socket.gethostname(), "host": socket.gethostname(),
+        "node": env.get("SLURMD_NODENAME") or files.hostname(), "host": files.hostname(),
         "nodelist": env.get("SLURM_JOB_NODELIST", ""), "pid": os.getppid(),
         "partition": env.get("SLURM_JOB_PARTITION", ""), "account": env.get("SLURM_JOB_ACCOUNT", ""),
         "cluster": env.get("SLURM_CLUSTER_NAME", ""),
@@ -191,7 +190,7 @@ def first_node(env):
         names = result.stdout.split() if result.ok else []
         if names:
             return names[0]
-    return env.get("SLURMD_NODENAME") or socket.gethostname()
+    return env.get("SLURMD_NODENAME") or files.hostname()
 
 
 def job_launch(argv, env):

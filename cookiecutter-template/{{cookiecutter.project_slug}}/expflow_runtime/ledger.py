@@ -22,7 +22,6 @@ Standard library only, Python 3.6+.
 import contextlib
 import os
 import signal
-import socket
 import time
 from datetime import datetime
 
@@ -154,7 +153,7 @@ def locked(exp_path, exp_id, what):
     second holder is refused at once with who holds it. A lock whose process is
     gone (same host) or that is older than LOCK_STALE_SECONDS is taken over."""
     path = os.path.join(exp_path, LOCK_FILE)
-    mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": files.now_iso(), "epoch": time.time(),
+    mine = {"host": files.hostname(), "pid": os.getpid(), "since": files.now_iso(), "epoch": time.time(),
             "what": what, "token": new_token()}
     while not create_exclusive(path, mine):
         holder, _problem = files.read_json(path)
@@ -173,7 +172,7 @@ def locked(exp_path, exp_id, what):
 
 
 def stale(holder):
-    if holder.get("host") == socket.gethostname() and not files.pid_alive(holder.get("pid")):
+    if holder.get("host") == files.hostname() and not files.pid_alive(holder.get("pid")):
         return True
     return time.time() - float(holder.get("epoch") or 0) > LOCK_STALE_SECONDS
 

@@ -17,7 +17,6 @@ Standard library only, Python 3.6+.
 """
 
 import os
-import socket
 import time
 
 from . import files, slurmkit
@@ -109,7 +108,7 @@ def ask_cluster(env):
 def cache_path(root, env):
     """One cache file per host and SLURM_CONF: a shared home or project is seen
     from several clusters, and SLURM_CONF can point one host at another."""
-    key = "{}\0{}".format(socket.gethostname(), env.get("SLURM_CONF", ""))
+    key = "{}\0{}".format(files.hostname(), env.get("SLURM_CONF", ""))
     import hashlib  # here: 2 ms of the start of every command, most of which never look for it
     return os.path.join(root, CACHE_DIR, "cluster-{}.json".format(hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]))
 
@@ -129,7 +128,7 @@ def cluster_here(root, env, now=None):
     if name:  # "no SLURM here" is not kept: a module load may bring scontrol
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            files.write_json_atomic(path, {"cluster": name, "host": socket.gethostname(),
+            files.write_json_atomic(path, {"cluster": name, "host": files.hostname(),
                                            "slurm_conf": env.get("SLURM_CONF", ""), "epoch": now,
                                            "checked": files.now_iso()})
         except (OSError, files.ProjectError):

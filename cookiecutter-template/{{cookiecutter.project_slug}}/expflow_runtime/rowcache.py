@@ -18,6 +18,7 @@ Standard library only, Python 3.6+.
 
 import collections
 import contextlib
+import errno
 import json
 import os
 import zlib
@@ -136,7 +137,7 @@ class RowCache:
         found = self.old.take(entry.id) if entry.stamps != index.UNSETTLED else None
         if found is None or found.stamps != entry.stamps:
             return None
-        self.file.write(found.line)
+        self.file.write((found.line + "\n").encode("ascii"))
         return self.kind(*json.loads(found.row))
 
     def keep(self, entry, row):
@@ -146,10 +147,11 @@ class RowCache:
 
 # ----------------------------------------------------------------- make results
 
-Copied = collections.namedtuple("Copied", "id stamps state metric swept at lengths line source")
+Copied = collections.namedtuple("Copied", "id stamps state metric swept at lengths source")
 Copied.__doc__ = """A row of make results that is in the last results files as it
-will be in the new ones: at, its offset in each of results.csv, .md and .json,
-lengths, its length in each, where source (a ResultsCache) reads it."""
+will be in the new ones: at, its offset in each of results.csv, .md and .json
+and of its line in the last results.rows, lengths, its length in each, where
+source (a ResultsCache) reads it."""
 
 RESULT_KINDS = ("csv", "md", "json")
 JSON_SEPARATOR = b",\n"  # between two rows of results.json, after "[\n"
@@ -191,7 +193,7 @@ class ResultsCache:
 
     def __init__(self, path, key, header_bytes):
         self.path, self.key = path, key
-        self.sources = []
+        self.sources, self.body, self.sendfile = [], b"", hasattr(os, "sendfile")
         self.old = index.Lookup(iter(()))
         try:
             self.old = index.Lookup(self.old_rows(header_bytes))
@@ -221,20 +223,20 @@ class ResultsCache:
                 self.sources.append(os.open(path, os.O_RDONLY))
             if not head or head[1:4] != file_stamps([os.fstat(fd) for fd in self.sources]).split("\t"):
                 return
-            body = handle.read()
-            checked = zlib.crc32(body) == int(head[4], 16)  # then no line need be checked on its own
-            (csv_at, md_at, json_at), swept, last = [len(head) for head in header_bytes], index.Memo(), ""
+            body = self.body = handle.read()
+            csv_at, md_at, json_at = [len(head) for head in header_bytes]
             json_at -= len(JSON_SEPARATOR) - 1  # "\n" before the first row of results.json, ",\n" before the others
+            line_at, last, swept = 0, "", index.Memo()
             try:
-                for line in body.splitlines(keepends=True):
-                    fields = line[9:-1].decode("ascii").split("\t") if checked else index.unsealed(line, 8)
+                for fields, _line, size in index.SealedLines(body, 8, head[4]).parsed():
                     if not fields or len(fields) != 8 or fields[0] <= last:
                         return
-                    last, lengths = fields[0], (int(fields[5]), int(fields[6]), int(fields[7]))
+                    last, lengths = fields[0], (int(fields[5]), int(fields[6]), int(fields[7]), size)
                     json_at += len(JSON_SEPARATOR)
                     yield Copied(last, fields[1], unplain(fields[2]), unplain(fields[3]), swept[fields[4]],
-                                 (csv_at, md_at, json_at), lengths, line, self)
-                    csv_at, md_at, json_at = csv_at + lengths[0], md_at + lengths[1], json_at + lengths[2]
+                                 (csv_at, md_at, json_at, line_at), lengths, self)
+                    csv_at, md_at, json_at, line_at = \
+                        csv_at + lengths[0], md_at + lengths[1], json_at + lengths[2], line_at + size
             except (OSError, ValueError):
                 return
 
@@ -243,12 +245,10 @@ class ResultsCache:
         return found if found is not None and found.stamps == entry.stamps else None
 
     def add(self, row, lengths):
-        """The line of a row just written to the results files, lengths its
-        bytes in each: a Copied one's as it was, a Rendered one's made (its
-        stamps UNSETTLED when it must be rendered again next time)."""
-        if isinstance(row, Copied):
-            self.file.write(row.line)
-        elif row.id is None:  # a view of the rows (FILTER, SORT, COLUMNS): no cache of it
+        """The line of a Rendered row just written to the results files,
+        lengths its bytes in each (its stamps UNSETTLED when it must be
+        rendered again next time); a Copied row's is copied with it (copy())."""
+        if row.id is None:  # a view of the rows (FILTER, SORT, COLUMNS): no cache of it
             self.file.dropped()
         else:
             swept = index.encode(row.swept) if row.swept else "[]"
@@ -261,9 +261,27 @@ class ResultsCache:
         return os.pread(self.sources[kind], row.lengths[kind], row.at[kind])
 
     def copy(self, kind, start, end, out):
-        """The old results file's bytes [start, end) written to out, a MiB at a
-        time (kind: its place in RESULT_KINDS)."""
+        """The old results file's bytes [start, end) written to out (kind: its
+        place in RESULT_KINDS), by the kernel where it can (sendfile between
+        two files: Linux), else a MiB at a time; kind 3: the last
+        results.rows' lines, after its head, written to the new one."""
+        if kind == len(RESULT_KINDS):
+            self.file.write(self.body[start:end])
+            return
         fd = self.sources[kind]
+        if self.sendfile:
+            out.flush()  # what out holds goes first; its own position is never asked for
+            try:
+                while start < end:
+                    sent = os.sendfile(out.fileno(), fd, start, end - start)
+                    if not sent:
+                        raise OSError(5, "results file cut short while copied")
+                    start += sent
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK):
+                    raise
+                self.sendfile = False  # not between two files here: copied by hand from where it stopped
         while start < end:
             chunk = os.pread(fd, min(end - start, 1 << 20), start)
             if not chunk:

@@ -13,7 +13,6 @@ import collections
 import os
 import pwd
 import re
-import subprocess
 import sys
 import time
 
@@ -35,6 +34,7 @@ def run_command(argv, timeout=10.0, own_session=False):
     and hanging commands come back as a CommandResult with returncode/error set.
     own_session: the command does not get the terminal's Ctrl-C (sbatch must not
     be killed half-way through a submission)."""
+    import subprocess  # here: most commands never run one
     try:
         proc = subprocess.run(
             argv,

@@ -12,7 +12,6 @@ Standard library only, Python 3.6+.
 
 import functools
 import os
-import socket
 import uuid
 
 from . import configs, files, ledger, profiles, slurmkit, state, submit, sweepspec, tables, values
@@ -143,7 +142,7 @@ def submit_array(argv):
 
 def start_local_array(stage, index_path, count, parallel, resources):
     array_id, pid = submit.start_local_array(stage, index_path, count, parallel, resources)
-    return {"array_job_id": array_id, "pid": pid, "host": socket.gethostname()}
+    return {"array_job_id": array_id, "pid": pid, "host": files.hostname()}
 
 
 def point_git(git, directory, exp_path):

@@ -6,7 +6,8 @@ Standard library only, Python 3.6+.
 
 import json
 import math
-import shutil
+import os
+import sys
 
 from . import values
 
@@ -97,9 +98,28 @@ def fitted_markdown(header, rows, width):
     return markdown(header[:keep], [row[:keep] for row in rows]) + left_out_note(header, keep)
 
 
+def terminal_size(fallback=(120, 24)):
+    """What shutil.get_terminal_size(fallback) says, COLUMNS and LINES of the
+    environment first, without loading shutil (and the compression modules it
+    loads) at every command's start."""
+    wanted = []
+    for name in ("COLUMNS", "LINES"):
+        try:
+            wanted.append(int(os.environ[name]))
+        except (KeyError, ValueError):
+            wanted.append(0)
+    if min(wanted) <= 0:
+        try:
+            size = os.get_terminal_size(sys.__stdout__.fileno())
+        except (AttributeError, ValueError, OSError):
+            size = os.terminal_size(fallback)
+        wanted = [have if have > 0 else (found or default) for have, found, default in zip(wanted, size, fallback)]
+    return os.terminal_size(wanted)
+
+
 def terminal_width(env):
     """COLUMNS when it is a width (values.terminal_width), else the terminal's."""
-    return values.terminal_width(env) or shutil.get_terminal_size((120, 24)).columns
+    return values.terminal_width(env) or terminal_size().columns
 
 
 def row_limit(env):
@@ -109,7 +129,7 @@ def row_limit(env):
         return None
     if env.get("LIMIT"):
         return values.whole_number("LIMIT", env["LIMIT"], minimum=0)
-    return max(10, shutil.get_terminal_size((120, 24)).lines - 6)
+    return max(10, terminal_size().lines - 6)
 
 
 def state_counts(counts, total, noun):

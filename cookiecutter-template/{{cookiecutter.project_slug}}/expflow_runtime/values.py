@@ -10,7 +10,6 @@ Standard library only, Python 3.6+.
 
 import os
 import re
-import shutil
 import stat
 
 from . import files, slurmkit
@@ -180,6 +179,7 @@ def backend(settings, env):
     choice = one_of("BACKEND", env.get("BACKEND") or settings.get("BACKEND") or "auto", ("auto", "slurm", "local"))
     if choice != "auto":
         return choice, "BACKEND={}".format(choice)
+    import shutil  # here: only the commands that submit ask
     if shutil.which("sbatch"):
         return "slurm", "auto: sbatch found"
     return "local", "auto: no sbatch on PATH, running here"
