@@ -95,15 +95,23 @@ def test_ctrl_c_at_random_instants_leaves_no_untracked_or_duplicate_job(project)
     quick_config(project, seconds=30, epochs=1)
     rng = random.Random(11)
     ids = [f"c{i:02d}" for i in range(40)]
-    for exp in ids:
+    for exp in ids + ["t00", "t01"]:
         alice_make(project, "new", f"EXP={exp}", "PARTITION=cs")
     outcomes = {"interrupted": 0, "finished": 0}
     try:
+        # the instants span one and a half make trains as long as one takes here
+        # (a fixed span would miss more of them as the runtime starts faster)
+        took = []
+        for exp in ("t00", "t01"):
+            started = time.perf_counter()
+            alice_make(project, "train", f"EXP={exp}")
+            took.append(time.perf_counter() - started)
+        span = 1.5 * min(took)
         for exp in ids:
             proc = subprocess.Popen(["runuser", "-u", USER, "--", "make", "--no-print-directory", "train",
                                      f"EXP={exp}"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     start_new_session=True)
-            time.sleep(rng.uniform(0.0, 0.3))
+            time.sleep(rng.uniform(0.0, span))
             os.killpg(proc.pid, signal.SIGINT)
             _, err = proc.communicate(timeout=120)
             assert b"Traceback" not in err, err.decode()
@@ -123,9 +131,10 @@ def test_ctrl_c_at_random_instants_leaves_no_untracked_or_duplicate_job(project)
         assert all(names.count(f"{exp}-train") <= 1 for exp in ids)
         per_exp = {exp: [n for n in names if n.startswith(f"{exp}-train.")] for exp in ids}
         assert all(len(found) == 1 for found in per_exp.values()), per_exp
-        assert outcomes["interrupted"] >= 5, outcomes  # the instants did land inside make train
+        assert outcomes["interrupted"] >= 8, outcomes  # the instants did land inside make train
     finally:
         cancel(slurm_jobs(project, "c"))
+        cancel(slurm_jobs(project, "t"))
 
 
 def test_sbatch_that_answers_late_is_found_not_resubmitted(project):
