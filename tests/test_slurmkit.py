@@ -1,6 +1,9 @@
 """The pure SLURM parsers, on output recorded from the test cluster
 (tests/data/slurm/README.md says how) and on hand-written edge cases."""
 
+import signal
+import time
+
 import pytest
 from conftest import read_data
 
@@ -157,6 +160,17 @@ def test_run_command_never_raises(tmp_path):
     assert hanging.returncode is None and "timed out" in hanging.error
     failing = slurmkit.run_command(["bash", "-c", "echo 'sinfo: error: boom' >&2; exit 1"])
     assert slurmkit.describe_failure(failing) == "bash failed: sinfo: error: boom"
+
+
+def test_a_ctrl_c_while_a_command_runs_comes_once_it_is_over():
+    """The Ctrl-C lands while the command runs (here the command sends it);
+    it is raised after the command ended and Python cleaned up its process,
+    never inside that cleanup (Popen.__del__), where it would be lost."""
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        slurmkit.run_command(["sh", "-c", "kill -INT $PPID; sleep 0.3"])
+    assert time.monotonic() - started >= 0.3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_scontrol_job_recorded():

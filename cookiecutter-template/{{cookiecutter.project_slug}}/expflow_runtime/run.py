@@ -105,6 +105,10 @@ def main(argv=None, env=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        # The command is over: a Ctrl-C now would only interrupt Python's own
+        # exit, as "Exception ignored in ... KeyboardInterrupt" from a __del__.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run(argv, env):

@@ -13,6 +13,7 @@ import collections
 import os
 import pwd
 import re
+import signal
 import sys
 import time
 
@@ -36,17 +37,18 @@ def run_command(argv, timeout=10.0, own_session=False):
     be killed half-way through a submission)."""
     import subprocess  # here: most commands never run one
     try:
-        proc = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            universal_newlines=True,
-            encoding="utf-8",
-            errors="replace",  # bytes that are not UTF-8 (a node's or user's odd name): never a traceback
-            timeout=timeout,
-            start_new_session=own_session,
-        )
+        with HeldSignals():
+            proc = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                universal_newlines=True,
+                encoding="utf-8",
+                errors="replace",  # bytes that are not UTF-8 (a node's or user's odd name): never a traceback
+                timeout=timeout,
+                start_new_session=own_session,
+            )
     except FileNotFoundError:
         return CommandResult(argv, None, "", "", "{} not found".format(argv[0]))
     except subprocess.TimeoutExpired:
@@ -54,6 +56,39 @@ def run_command(argv, timeout=10.0, own_session=False):
     except OSError as exc:
         return CommandResult(argv, None, "", "", "{} could not run: {}".format(argv[0], exc.strerror))
     return CommandResult(argv, proc.returncode, proc.stdout, proc.stderr, "")
+
+
+class HeldSignals:
+    """Ctrl-C, TERM and HUP held while a command runs and its process is
+    cleaned up, then delivered again to whatever handled them before. The
+    command gets the terminal's Ctrl-C itself and ends; a KeyboardInterrupt
+    raised in Python's own cleanup of it (Popen.__del__) would be printed as
+    "Exception ignored" and lost, and the command would go on. Outside the
+    main thread (where no handler can be set) nothing is held."""
+
+    HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __enter__(self):
+        self.received, self.previous = [], {}
+        try:
+            for number in self.HELD:
+                self.previous[number] = signal.signal(number, self.hold)
+        except ValueError:
+            self.restore()
+        return self
+
+    def hold(self, number, _frame):
+        self.received.append(number)
+
+    def restore(self):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        self.previous = {}
+
+    def __exit__(self, *_):
+        self.restore()
+        for number in self.received:
+            os.kill(os.getpid(), number)
 
 
 def current_user():
