@@ -16,6 +16,17 @@ import zlib
 import pytest
 from conftest import make, run
 
+# Part of the scripts below: preloads lists, for each index.Preload made,
+# whether it started a child.
+PRELOADS = r'''
+preloads = []
+real_preload = index.Preload.__init__
+def counting_preload(preload, *args):
+    real_preload(preload, *args)
+    preloads.append(preload.pid is not None)
+index.Preload.__init__ = counting_preload
+'''
+
 # Runs in the project: python3 DRIVER SEED STEPS. Makes experiments with the
 # runtime's writers, changes them at random, and after every step compares the
 # harvest through the index with a harvest without one (the index moved aside
@@ -39,13 +50,7 @@ if len(sys.argv) > 5:  # index.Preload at every harvest, not from 2,000 experime
     index.PRELOAD_ENTRIES, index.usable_cpus = 0, lambda: 2
     if sys.argv[5] == "broken":  # a child that ends without an answer
         index.preload_child = lambda *args: os._exit(3)
-preloads = []
-real_preload = index.Preload.__init__
-def counting_preload(preload, *args):
-    real_preload(preload, *args)
-    preloads.append(preload.pid is not None)
-index.Preload.__init__ = counting_preload
-data_names = set()
+''' + PRELOADS + r'''data_names = set()
 real_time = time.time
 # An hour ahead: every entry is old enough to be kept (SETTLE_SECONDS is
 # tested on its own with the real clock); each change below changes a size or
@@ -308,13 +313,7 @@ settings = files.read_settings(files.ROOT)
 real_time = time.time
 index.time = types.SimpleNamespace(time=lambda: real_time() + 3600)  # every entry settled
 index.PRELOAD_ENTRIES, index.usable_cpus = 0, lambda: 2
-children = []
-real_init = index.Preload.__init__
-def counting(preload, *args):
-    real_init(preload, *args)
-    children.append(preload.pid is not None)
-index.Preload.__init__ = counting
-for number in range(1, 13):
+''' + PRELOADS + r'''for number in range(1, 13):
     exp_id = "e{:02d}".format(number)
     path = submit.write_experiment(exp_id, {"seed": number}, "seed: 1", settings, {}, {})
     intent = {"token": "t" + exp_id, "stage": "train", "backend": "slurm", "resources": {}, "attempt": 1,
@@ -327,7 +326,7 @@ found = []
 for _ in range(2):
     with index.snapshot(files.ROOT, settings, True) as (summary, _view):
         found.append(sorted(summary.unresolved))
-print(json.dumps({"unresolved": found, "children": children}))
+print(json.dumps({"unresolved": found, "children": preloads}))
 '''
 
 

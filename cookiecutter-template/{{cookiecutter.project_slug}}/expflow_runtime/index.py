@@ -642,8 +642,7 @@ def moved(entry, source, data):
     """The line of an entry whose blob is copied to a new data file, or None
     when it cannot be read."""
     found = source.read(entry.id, int(entry.offset), int(entry.length))
-    return found and entry_line(entry.id, entry.names, entry.stamps, entry.summary, entry.kind,
-                                data.append(blob(entry.id, found)), entry.length)
+    return found and placed(Reread(*entry[:5], blob(entry.id, found)), data)
 
 
 def read_again(root, exp_id, with_data, patterns, recent):

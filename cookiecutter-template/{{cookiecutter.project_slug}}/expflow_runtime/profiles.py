@@ -108,8 +108,8 @@ def ask_cluster(env):
 def cache_path(root, env):
     """One cache file per host and SLURM_CONF: a shared home or project is seen
     from several clusters, and SLURM_CONF can point one host at another."""
-    key = "{}\0{}".format(files.hostname(), env.get("SLURM_CONF", ""))
     import hashlib  # here: 2 ms of the start of every command, most of which never look for it
+    key = "{}\0{}".format(files.hostname(), env.get("SLURM_CONF", ""))
     return os.path.join(root, CACHE_DIR, "cluster-{}.json".format(hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]))
 
 

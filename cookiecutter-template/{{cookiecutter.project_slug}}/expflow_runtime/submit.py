@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 from . import configs, files, ledger, slurmkit, values
 
@@ -37,7 +36,7 @@ def write_experiment(exp_id, config, config_text, settings, own_resources, metad
         raise files.ProjectError("experiment {} already exists; nothing changed".format(exp_id))
     resolve_resources(settings, own_resources, {})  # refuse bad values before writing anything
     os.makedirs(files.experiments_dir(ROOT), exist_ok=True)
-    staging = os.path.join(files.experiments_dir(ROOT), ".new-{}-{}".format(exp_id, uuid.uuid4().hex[:8]))
+    staging = os.path.join(files.experiments_dir(ROOT), ".new-{}-{}".format(exp_id, ledger.new_token()))
     try:
         for sub in ("logs", "runs"):
             os.makedirs(os.path.join(staging, sub))
@@ -301,7 +300,7 @@ def write_index(directory, stage, tasks):
     reader): line i+1 is task i: attempt, resume, experiment directory, and for the
     local backend the task's job id and log."""
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "{}-{}.index".format(stage, uuid.uuid4().hex[:8]))
+    path = os.path.join(directory, "{}-{}.index".format(stage, ledger.new_token()))
     lines = []
     for task in tasks:
         job_env = job_environment(task["attempt"])

@@ -12,7 +12,6 @@ Standard library only, Python 3.6+.
 
 import functools
 import os
-import uuid
 
 from . import configs, files, ledger, profiles, slurmkit, state, submit, sweepspec, tables, values
 
@@ -81,7 +80,7 @@ def point_intent(exp_id, stage, attempt, backend, array_name, task, common):
     intent = dict(common, stage=stage, attempt=attempt, backend=backend, job_name=array_name, array_task=task,
                   exp_path=exp_path)
     if backend == "local":
-        intent["job_id"] = "local-" + uuid.uuid4().hex[:8]
+        intent["job_id"] = "local-" + ledger.new_token()
         intent["log"] = os.path.join(exp_path, files.log_name(stage, intent["job_id"]))
         intent["log_template"] = files.log_name(stage, "{job_id}")
     else:
@@ -103,7 +102,7 @@ def submit_points(name, stage, exp_ids, attempts, env, settings, dependency=None
     directory = sweepspec.sweep_dir(name)
     log_dir = os.path.join(directory, "logs")
     os.makedirs(log_dir, exist_ok=True)  # SLURM does not create --output directories
-    git = submit.git_snapshot(directory, "{}-{}".format(stage, uuid.uuid4().hex[:8]))
+    git = submit.git_snapshot(directory, "{}-{}".format(stage, ledger.new_token()))
     place = profiles.job_place(settings, env, backend)
     size = submit.max_array_size(settings) if backend == "slurm" else len(exp_ids) or 1
     submitted = []
