@@ -9,7 +9,7 @@ from typing import Any
 
 from expflow.errors import ExpflowError
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = ["ExpflowError", "__version__", "build_context", "detect", "scaffold"]
 

@@ -274,7 +274,7 @@ def journal_from_metadata(project: Path, backup: Backup | None) -> list[str]:
 
 
 def cluster_on_jobs(project: Path, backup: Backup | None) -> list[str]:
-    """0.3.0 records with each job the cluster it was submitted on (docs/clusters.md):
+    """0.4.0 records with each job the cluster it was submitted on (docs/clusters.md):
     a clone of the project on another cluster shows such a job from its records
     instead of asking its own scheduler about a job id that is not its. A SLURM
     job recorded before gets settings.env's CLUSTER, the cluster the project was
@@ -299,7 +299,7 @@ def cluster_on_jobs(project: Path, backup: Backup | None) -> list[str]:
 RECORD_MIGRATIONS: list[RecordMigration] = [
     RecordMigration("0.1.0", "0.2.0", "jobs move from metadata.json into each experiment's journal (jobs/)",
                     journal_from_metadata),
-    RecordMigration("0.2.0", "0.3.0", "each SLURM job records its cluster (settings.env's CLUSTER for earlier jobs)",
+    RecordMigration("0.3.0", "0.4.0", "each SLURM job records its cluster (settings.env's CLUSTER for earlier jobs)",
                     cluster_on_jobs),
 ]
 

@@ -1,7 +1,7 @@
 """One project, several clusters, without a cluster: profiles read by the
 settings' one reader, which profile a machine gets (PROFILE=, the cluster's
 name, cached with a bound on its age, local), splitting one settings.env into
-profiles without losing a value, `expflow profile add/list`, the 0.3.0 record
+profiles without losing a value, `expflow profile add/list`, the 0.4.0 record
 migration. On the SLURM test clusters: tests/test_clusters.py."""
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from expflow.fileops import Backup
 from expflow.runtime import module
 from expflow.update import update_project
 
-legacy_template = test_update.legacy_template  # the fixtures the synthetic 0.2.0 and 0.3.0 templates are made with
+legacy_template = test_update.legacy_template  # the fixtures the synthetic 0.2.0 to 0.4.0 templates are made with
 template_0_2 = test_update.template_0_2
 template_0_3 = test_update.template_0_3
+template_0_4 = test_update.template_0_4
 # the SLURM commands a project or expflow calls: a machine "without SLURM" lacks them
 SLURM_COMMANDS = {"sbatch", "scontrol", "squeue", "sacct", "sacctmgr", "sinfo", "scancel", "srun", "salloc"}
 
@@ -204,12 +205,13 @@ def test_the_0_3_0_migration_records_the_cluster_of_earlier_jobs(bake):
     assert json.loads(recorded.read_text())["cluster"] == "greene"
     assert (backup.root / "experiments/001/jobs/a.intent.json").exists()
     assert migrations.cluster_on_jobs(project, backup) == []  # idempotent
-    steps = migrations.record_steps("0.2.0", "0.3.0")
+    steps = migrations.record_steps("0.3.0", "0.4.0")
     assert [step.migrate for step in steps] == [migrations.cluster_on_jobs]
+    assert migrations.record_steps("0.2.0", "0.3.0") == []  # 0.3.0 was released before profiles
     assert migrations.cluster_on_jobs(bake("made-without-slurm", cluster="local"), None) == []
 
 
-def test_an_update_to_0_3_0_keeps_profiles_and_records_the_cluster(template_0_2, template_0_3, tmp_path,
+def test_an_update_to_0_4_0_keeps_profiles_and_records_the_cluster(template_0_2, template_0_4, tmp_path,
                                                                    monkeypatch):
     """A 0.2.0 project split into profiles, with a SLURM job from before: the
     update leaves profiles/ and the split settings.env as they are (no moved
@@ -220,8 +222,8 @@ def test_an_update_to_0_3_0_keeps_profiles_and_records_the_cluster(template_0_2,
     before = files.read_settings(str(project))
     profiles().split_settings(str(project), "greene")
     job = write_intent(project, "001", "a", backend="slurm", job_id="12")
-    update_project(project, template=template_0_3)
-    assert (project / "expflow_runtime" / "VERSION").read_text() == "0.3.0\n"
+    update_project(project, template=template_0_4)
+    assert (project / "expflow_runtime" / "VERSION").read_text() == "0.4.0\n"
     shared = files.read_settings(str(project))
     assert set(shared) & set(profiles().PROFILE_KEYS) == {"CLUSTER"}
     assert dict(shared, **profiles().read_profile(str(project), "greene")) == dict(before, PROJECT_NAME="demo")

@@ -66,16 +66,21 @@ JOB_LIB_STUB = '# shellcheck shell=bash\nrun_stage() {\n  echo "new run_stage $*
 
 # ----------------------------------------------------------------- templates and projects
 
-@pytest.fixture(scope="session")
-def legacy_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The 0.1.0 template, from the tarball (`git archive c8809da cookiecutter-template`)."""
-    root = tmp_path_factory.mktemp("legacy")
-    with tarfile.open(TARBALL) as tar:
+def released_template(version: str, root: Path) -> Path:
+    """A release's template as it shipped, from tests/data/legacy/ (`git archive
+    <its commit> cookiecutter-template`), extracted under root."""
+    with tarfile.open(DATA / "legacy" / f"expflow-{version}-template.tar.gz") as tar:
         if hasattr(tarfile, "data_filter"):
             tar.extractall(root, filter="data")
         else:
             tar.extractall(root)  # noqa: S202 (our own archive)
     return root / "cookiecutter-template"
+
+
+@pytest.fixture(scope="session")
+def legacy_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 0.1.0 template (commit c8809da)."""
+    return released_template("0.1.0", tmp_path_factory.mktemp("legacy"))
 
 
 def replace_all(path: Path, replacements) -> None:
@@ -131,6 +136,13 @@ def make_template_0_3(template_0_2: Path, target: Path) -> Path:
     return target
 
 
+def make_template_0_4(template_0_3: Path, target: Path) -> Path:
+    """0.4.0: 0.3.0's files under a new VERSION (what a release of runtime changes alone is)."""
+    shutil.copytree(template_0_3, target)
+    (target / PROJECT / "expflow_runtime" / "VERSION").write_text("0.4.0\n")
+    return target
+
+
 @pytest.fixture(scope="session")
 def template_0_2(legacy_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_template_0_2(legacy_template, tmp_path_factory.mktemp("t02") / "template")
@@ -139,6 +151,11 @@ def template_0_2(legacy_template: Path, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="session")
 def template_0_3(template_0_2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_template_0_3(template_0_2, tmp_path_factory.mktemp("t03") / "template")
+
+
+@pytest.fixture(scope="session")
+def template_0_4(template_0_3: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_template_0_4(template_0_3, tmp_path_factory.mktemp("t04") / "template")
 
 
 def git(project: Path, *args: str) -> str:
@@ -611,14 +628,14 @@ def test_the_wheel_ships_the_0_1_0_data_and_the_shims(tmp_path):
 
 @pytest.fixture(scope="session")
 def release_0_2_0(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The 0.2.0 template as released: `git archive fe66b53 cookiecutter-template`."""
-    root = tmp_path_factory.mktemp("release-0.2.0")
-    with tarfile.open(DATA / "legacy" / "expflow-0.2.0-template.tar.gz") as tar:
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(root, filter="data")
-        else:
-            tar.extractall(root)  # noqa: S202 (our own archive)
-    return root / "cookiecutter-template"
+    """The 0.2.0 template as released (commit fe66b53)."""
+    return released_template("0.2.0", tmp_path_factory.mktemp("release-0.2.0"))
+
+
+@pytest.fixture(scope="session")
+def release_0_3_0(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 0.3.0 template as released (commit 866e7c3); tests/test_update_e2e.py uses it."""
+    return released_template("0.3.0", tmp_path_factory.mktemp("release-0.3.0"))
 
 
 def test_update_from_0_2_0_keeps_what_jobs_ask_for_and_adds_the_launcher(release_0_2_0, tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
-"""`expflow update` end to end, from a project of release 0.1.0 to the bundled
-template, on the local backend and on the test cluster (as alice).
+"""`expflow update` end to end, from projects of releases 0.1.0 and 0.3.0 to the
+bundled template, on the local backend and on the test cluster (as alice).
 
 The project is rendered from tests/data/legacy/ (the 0.1.0 template) with the
 answers 0.1.0's scaffold would have given it, and used through its own 0.1.0
@@ -32,7 +32,9 @@ import test_update
 from conftest import REPO, TEMPLATE_PROJECT, make, metadata, run, status_rows, wait_for
 from test_update import MACHINERY_0_1, legacy_project
 
+import expflow.template
 from expflow.legacy_template import SHIMS_DIR
+from expflow.template import scaffold
 
 # fixtures shared with the modules that define them; alice_dir cancels only the
 # jobs that ran from it (never every job of the user: the cluster may be shared)
@@ -343,3 +345,106 @@ def test_update_of_a_used_0_1_0_project_on_the_cluster(slurm_cluster, legacy_tem
     assert (results["done"]["partition"], results["done"]["account"]) == ("cs", facts["default_account"])
     checkpoints = path / "experiments" / "long" / "checkpoints"
     assert os.readlink(checkpoints) == f"/scratch/{USER}/{name}/checkpoints/long"
+
+
+# ----------------------------------------------------------------- from the 0.3.0 release
+
+release_0_3_0 = test_update.release_0_3_0
+BEFORE_0_3 = {("done", "train"): "COMPLETED", ("bad", "train"): "FAILED"}
+
+
+def project_0_3_0(template: Path, where: Path, monkeypatch: pytest.MonkeyPatch, **answers: str) -> Path:
+    """A project of the real 0.3.0 release, as expflow's scaffold renders and records it."""
+    monkeypatch.setattr(expflow.template, "template_dir", lambda: template)
+    path = scaffold({**test_update.ANSWERS, **answers}, where)
+    assert (path / "expflow_runtime" / "VERSION").read_text() == "0.3.0\n"
+    return path
+
+
+def use_with_0_3_0(project: Project) -> tuple[dict, dict]:
+    """Through 0.3.0's own make targets: a finished experiment and a failed one,
+    the user's own make target, then `long` still training. 0.3.0's results and
+    status rows."""
+    project.make("train", "EXP=done")
+    project.make("new", "EXP=bad", "SET=crash_at_epoch=2")
+    project.make("train", "EXP=bad")
+    wait_states(project, BEFORE_0_3)
+    old_results = read_results(project)
+    project.write("Makefile", (project.path / "Makefile").read_text() + MY_TARGET)
+    project.commit("my target")
+    project.make("new", "EXP=long", "SET=training.seconds_per_epoch=1 training.epochs=10")
+    project.make("train", "EXP=long")
+    return old_results, wait_states(project, {("long", "train"): "RUNNING"})
+
+
+def use_after_0_3_0_update(project: Project, out: str, old_results: dict, old_rows: dict,
+                           before: dict[str, int]) -> dict:
+    """The update kept the user's target and brought the harvest index; the job
+    that ran across it ends COMPLETED through the new runtime; status, results
+    and a new experiment work on 0.3.0's records."""
+    assert out.splitlines()[0] == f"{project.path}: expflow 0.3.0 -> {NEW_VERSION}", out
+    assert out.splitlines()[-1] == f"[OK] {project.path} is now at expflow {NEW_VERSION}", out
+    assert "conflict" not in out and "WARNING" not in out, out
+    assert (project.path / "Makefile").read_text().endswith(MY_TARGET)
+    assert (project.path / "expflow_runtime" / "VERSION").read_text().strip() == NEW_VERSION
+    rows = project.status()
+    for key, state in BEFORE_0_3.items():
+        assert (rows[key]["STATE"], rows[key]["JOB"], rows[key]["EXIT"]) == (
+            state, old_rows[key]["JOB"], old_rows[key]["EXIT"]), key
+    rows = wait_states(project, {("long", "train"): "COMPLETED"})
+    record = json.loads((project.path / "experiments" / "long" / "runs" /
+                         f"train-{rows[('long', 'train')]['JOB']}.json").read_text())
+    assert (record["state"], record["exit_code"], rows[("long", "train")]["EXIT"]) == ("COMPLETED", 0, "0")
+    results = read_results(project)
+    for exp in ("done", "bad"):
+        for column in ("state", "exit_code", "loss", "val_acc", "job_id"):
+            assert results[exp][column] == old_results[exp][column], (exp, column)
+    assert (results["long"]["state"], results["long"]["epochs"]) == ("COMPLETED", "10")
+    assert (project.path / ".expflow" / "harvest.index").is_file()  # 0.4.0's harvest, on 0.3.0's records
+    project.commit("expflow update")
+    assert project.make("hello").stdout == "hello from my own target\n"
+    project.make("train", "EXP=new1")
+    rows = wait_states(project, {("new1", "train"): "COMPLETED"})
+    assert read_results(project)["new1"]["val_acc"] == DONE_METRICS["val_acc"]
+    assert_nothing_lost(project.path, before, listing(project.path))
+    return rows
+
+
+def test_update_of_a_used_0_3_0_project_on_the_local_backend(release_0_3_0, tmp_path, monkeypatch):
+    project = Project(project_0_3_0(release_0_3_0, tmp_path, monkeypatch, project_slug="old-local"))
+    project.git("init", "-q")
+    project.commit("generated by expflow 0.3.0")
+    old_results, old_rows = use_with_0_3_0(project)
+    before = listing(project.path)
+
+    out = run(["python3", "-m", "expflow", "update", str(project.path)], cwd=REPO).stdout
+
+    use_after_0_3_0_update(project, out, old_results, old_rows, before)
+
+
+@pytest.mark.slurm
+def test_update_of_a_used_0_3_0_project_on_the_cluster(slurm_cluster, release_0_3_0, alice_site, alice_dir,
+                                                       monkeypatch):
+    """As on the local backend, with SLURM jobs, one running across the update,
+    which records in each job's intent the cluster it ran on (0.4.0's record
+    migration: 0.3.0 recorded none)."""
+    facts = json.loads(test_slurm_cluster.expflow_as_alice(alice_site, alice_dir, "info", "--json").stdout)
+    name = alice_dir.name  # the project's scratch folder /scratch/alice/<name>/ is its own
+    answers = answers_0_1_0(facts, "cs", project_name=name, project_slug=name, backend="slurm")
+    path = project_0_3_0(release_0_3_0, alice_dir, monkeypatch, **answers)
+    subprocess.run(["chown", "-R", f"{USER}:{USER}", str(path)], check=True)
+    project = Project(path, USER)
+    project.git("init", "-q")
+    project.commit("generated by expflow 0.3.0")
+    old_results, old_rows = use_with_0_3_0(project)
+    intents = sorted(path.glob("experiments/*/jobs/*.intent.json"))
+    assert len(intents) == 3 and not any("cluster" in json.loads(p.read_text()) for p in intents)
+    before = listing(path)
+
+    out = test_slurm_cluster.expflow_as_alice(alice_site, alice_dir, "update", str(path)).stdout
+
+    assert "[OK] records 0.3.0 -> 0.4.0 (each SLURM job records its cluster" in out, out
+    assert [json.loads(p.read_text())["cluster"] for p in intents] == [facts["cluster"]] * 3
+    rows = use_after_0_3_0_update(project, out, old_results, old_rows, before)
+    assert rows[("new1", "train")]["PARTITION"] == "cs"
+    assert not [p for p in path.rglob("*") if p.owner() != USER and ".git" not in p.parts]
