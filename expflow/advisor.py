@@ -76,11 +76,11 @@ def account_access(facts: ClusterFacts, project: Path | None, refresh: bool,
         return None, ""
     view = advice()
     if project is not None and not refresh:
-        cached = view.read_access(str(project), facts.user)
+        cached = view.read_access(str(project), facts.user, facts.cluster)
         if cached is not None:
             return cached, str(project / view.ACCESS_FILE)
     partitions = [p.name for p in facts.partitions]
-    access = view.probe_access(facts.user, facts.accounts, partitions, timeout=timeout)
+    access = view.probe_access(facts.user, facts.accounts, partitions, timeout=timeout, cluster=facts.cluster)
     if project is not None:
         try:
             view.write_access(str(project), access)

@@ -149,3 +149,34 @@ def test_the_cluster_answer_is_cached_per_slurm_conf(alice_site, alice_dir, gree
     greene_name, greene_cache = run(["python3", "-I", "-c", probe], cwd=project, user=USER, env=GREENE).stdout.split()
     assert (torch_name, greene_name) == ("torch", "greene") and torch_cache != greene_cache
     assert json.loads(Path(project / greene_cache).read_text())["cluster"] == "greene"
+
+
+def test_one_cluster_s_access_check_is_never_read_on_the_other(alice_site, alice_dir, greene):
+    """A project in a home both clusters share, a profile for each: the access
+    check `make resources REFRESH=1` cached on torch names torch, and greene's
+    `make resources` does not take it for its own (torch's accounts were never
+    asked about greene's a100, so they did not refuse it: the job can run
+    there); greene's own check then names greene, which torch does not read."""
+    expflow_as_alice(alice_site, alice_dir, "scaffold", "shared", "--no-input", "--set", "partition=cs",
+                     "--set", "gpus=0", "--set", "gpu_type=")
+    project = alice_dir / "shared"
+    run(["/usr/bin/python3", "-m", "expflow", "profile", "add"], cwd=project,
+        env={"PYTHONPATH": str(alice_site), **GREENE}, user=USER)
+    cache = project / ".expflow" / "access.json"
+
+    def report(env: dict[str, str]) -> dict:
+        return json.loads(alice_make(project, "resources", "JSON=1", env=env).stdout)
+
+    alice_make(project, "resources", "REFRESH=1")
+    assert json.loads(cache.read_text())["cluster"] == "torch"
+    assert report({})["access_checked"] == json.loads(cache.read_text())["checked"]
+    on_greene = report(GREENE)
+    assert on_greene["access_checked"] is None
+    assert [place["partition"] for place in on_greene["recommendation"]["partitions"]] == ["a100"]
+    assert on_greene["recommendation"]["verdict"] in ("start_now", "queue")
+
+    alice_make(project, "resources", "REFRESH=1", env=GREENE)
+    access = json.loads(cache.read_text())
+    assert access["cluster"] == "greene" and [entry["accepted"] for entry in access["accounts"]] == [["a100"]]
+    assert report(GREENE)["recommendation"]["partitions"][0]["accounts"] == [""]  # the user's default account
+    assert report({})["access_checked"] is None

@@ -142,8 +142,11 @@ def test_recommendation_names_the_accounts_and_skips_partitions_none_may_use(bus
     recommendation = report_for(busy, access=ACCESS, gpus="1")["recommendation"]
     assert [(p["partition"], p["accounts"]) for p in recommendation["partitions"]] == [
         ("h200_tandon", ["tandon"]), ("rtx8000", ["general"]), ("l40s_public", ["general"])]
-    nobody = {**ACCESS, "accounts": [{"account": "general", "accepted": ["cs"], "refused": {}}]}
+    nobody = {**ACCESS, "accounts": [{"account": "general", "accepted": ["cs"], "refused": {"h200_tandon": "no"}}]}
     assert report_for(busy, access=nobody, gpu_type="h200", gpus="1")["recommendation"]["verdict"] == "none"
+    never_asked = {**ACCESS, "accounts": [{"account": "general", "accepted": ["cs"], "refused": {}}]}
+    place = report_for(busy, access=never_asked, gpu_type="h200", gpus="1")["recommendation"]["partitions"][0]
+    assert (place["partition"], place["accounts"]) == ("h200_tandon", None)  # not known, so not ruled out
 
 
 def test_recommendation_line(busy):
@@ -208,7 +211,7 @@ def fake_test_only(refuse):
 def test_probe_access_checks_every_account_and_partition():
     run, calls = fake_test_only({("general", "h200_tandon")})
     access = advice.probe_access("alice", ["general", "tandon"], ["cs", "h200_tandon", "slow"], run=run)
-    assert access["user"] == "alice" and access["checked"]
+    assert access["user"] == "alice" and access["checked"] and access["cluster"] == ""
     timed_out = {"slow": "could not check: sbatch timed out after 10s"}
     assert access["accounts"] == [
         {"account": "general", "accepted": ["cs"], "unchecked": timed_out,
@@ -220,8 +223,11 @@ def test_probe_access_checks_every_account_and_partition():
     assert "--time=00:01:00" in calls[0] and "--account=general" in calls[0] and "--partition=cs" in calls[0]
     assert advice.accounts_for(access, "h200_tandon") == ["tandon"]
     assert advice.accounts_for(access, "slow") is None  # not known: not the same as refused
-    assert advice.accounts_for(access, "gone") == []
+    assert advice.accounts_for(access, "gone") is None  # never asked (added since, or another cluster's)
     assert advice.accounts_for(None, "cs") is None
+    refuse_all, _ = fake_test_only({("general", "h200_tandon")})
+    refused = advice.probe_access("alice", ["general"], ["h200_tandon"], run=refuse_all)
+    assert advice.accounts_for(refused, "h200_tandon") == []
 
 
 def test_probe_access_without_accounts_uses_the_default():
@@ -231,10 +237,15 @@ def test_probe_access_without_accounts_uses_the_default():
     assert not any(arg.startswith("--account") for arg in calls[0])
 
 
-def test_access_cache_is_per_user(tmp_path):
-    advice.write_access(str(tmp_path), ACCESS)
+def test_access_cache_is_per_user_and_cluster(tmp_path):
+    advice.write_access(str(tmp_path), ACCESS)  # written before 0.4.0: no cluster named
     assert advice.read_access(str(tmp_path), "alice") == ACCESS
+    assert advice.read_access(str(tmp_path), "alice", "torch") == ACCESS
     assert advice.read_access(str(tmp_path), "bob") is None
+    advice.write_access(str(tmp_path), {**ACCESS, "cluster": "torch"})
+    assert advice.read_access(str(tmp_path), "alice", "torch")["cluster"] == "torch"
+    assert advice.read_access(str(tmp_path), "alice", "greene") is None  # a home both clusters share
+    assert advice.read_access(str(tmp_path), "alice")["cluster"] == "torch"  # no cluster known: the partitions tell
     (tmp_path / ".expflow" / "access.json").write_text("{not json")
     assert advice.read_access(str(tmp_path), "alice") is None
 

@@ -331,9 +331,10 @@ def check_outcome(result):
     return {"ok": False, "reason": reason, "start": "", "nodes": "", "partition": ""}
 
 
-def access_record(user, accounts, partitions, results):
+def access_record(user, accounts, partitions, results, cluster=""):
     """{(account, partition): test-only CommandResult} -> what .expflow/access.json
-    holds: per account the partitions SLURM accepted, those it refused (with its
+    holds: the cluster asked (its ClusterName, "" when not known), and per
+    account the partitions SLURM accepted, those it refused (with its
     reason), and those it could not be asked about (with why)."""
     entries = []
     for account in accounts:
@@ -346,36 +347,44 @@ def access_record(user, accounts, partitions, results):
             else:
                 entry["refused" if result.returncode is not None else "unchecked"][partition] = outcome["reason"]
         entries.append(entry)
-    return {"user": user, "checked": files.now_iso(), "accounts": entries}
+    return {"user": user, "cluster": cluster, "checked": files.now_iso(), "accounts": entries}
 
 
-def probe_access(user, accounts, partitions, run=slurmkit.run_command, timeout=10.0):
+def probe_access(user, accounts, partitions, run=slurmkit.run_command, timeout=10.0, cluster=""):
     """sbatch --test-only for every account and partition, at once. No accounts known
     (accounting off): the one "" account, meaning the user's default."""
     accounts = list(accounts) or [""]
     commands = {(account, partition): test_only_argv({"account": account, "partition": partition,
                                                       "time": ACCESS_TIME})
                 for account in accounts for partition in partitions}
-    return access_record(user, accounts, list(partitions), slurmkit.run_concurrently(commands, run, timeout))
+    return access_record(user, accounts, list(partitions), slurmkit.run_concurrently(commands, run, timeout),
+                         cluster)
 
 
 def accounts_for(access, partition):
     """The accounts that may submit to partition; None when that is not known: never
-    checked, or no account accepted and some could not be asked."""
+    checked, a partition the check did not ask about (added since, or another
+    cluster's), or no account accepted and some could not be asked."""
     if not access:
         return None
-    accepted = [entry["account"] for entry in access["accounts"] if partition in entry["accepted"]]
-    if not accepted and any(partition in entry.get("unchecked", {}) for entry in access["accounts"]):
+    entries = access["accounts"]
+    accepted = [entry["account"] for entry in entries if partition in entry["accepted"]]
+    refused = [entry for entry in entries if partition in entry.get("refused", {})]
+    if not accepted and (not refused or any(partition in entry.get("unchecked", {}) for entry in entries)):
         return None
     return accepted
 
 
-def read_access(root, user):
-    """The project's access cache, when it was written for this user."""
+def read_access(root, user, cluster=""):
+    """The project's access cache, when it was written for this user and, when
+    both name one, this cluster (a home shared by two clusters holds one
+    project for both: one cluster's answer says nothing of the other's)."""
     data, _problem = files.read_json(os.path.join(root, ACCESS_FILE))
-    if isinstance(data, dict) and data.get("user") == user and isinstance(data.get("accounts"), list):
-        return data
-    return None
+    if not (isinstance(data, dict) and data.get("user") == user and isinstance(data.get("accounts"), list)):
+        return None
+    if cluster and data.get("cluster") and data["cluster"] != cluster:
+        return None
+    return data
 
 
 def write_access(root, access):

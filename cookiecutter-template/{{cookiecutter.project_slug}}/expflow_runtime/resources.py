@@ -29,23 +29,23 @@ def effective_resources(env):
     return exp_id, exp_path, submit.resolve_resources(settings, files.read_settings(exp_path, missing_ok=True), env)
 
 
-def refresh_access(user, nodes, timeout, env):
+def refresh_access(user, nodes, timeout, cluster):
     """Check every account of the user (sacctmgr) on every partition sinfo listed."""
     result = slurmkit.run_command(slurmkit.sacctmgr_assoc_argv(user), timeout=timeout)
-    # the accounts of this cluster, not of its neighbours (its profile's CLUSTER, where there are profiles)
-    cluster = profiles.project_settings(env).get("CLUSTER", "")
     accounts = slurmkit.parse_sacctmgr_accounts(result.stdout, cluster) if result.ok else []
     partitions = list(collections.OrderedDict.fromkeys(node.partition for node in nodes))
-    return advice.probe_access(user, accounts, partitions)
+    return advice.probe_access(user, accounts, partitions, cluster=cluster)
 
 
 def cmd_resources(env):
     user, timeout = slurmkit.current_user(), command_timeout(env)
     _, _, resources = effective_resources(env)  # PARTITION and GPU_TYPE are checked here
+    # this cluster (its profile's CLUSTER, where there are profiles): its accounts, not its neighbours'
+    cluster = profiles.project_settings(env).get("CLUSTER", "")
     nodes, jobs, warnings = advice.query_cluster(timeout=timeout)
-    access = advice.read_access(ROOT, user)
+    access = advice.read_access(ROOT, user, cluster)
     if files.flag(env, "REFRESH"):
-        access = refresh_access(user, nodes, timeout, env)
+        access = refresh_access(user, nodes, timeout, cluster)
         try:
             advice.write_access(ROOT, access)
         except OSError as exc:
