@@ -159,7 +159,7 @@ def test_info_json_shape(monkeypatch, torch_facts, fake_sbatch, capsys):
                          "default_partition", "partitions", "max_array_size", "conda_base", "mail_domain", "sources",
                          "warnings", "access"}
     access = info["access"]
-    assert (access["user"], access["source"]) == ("alice", "sbatch --test-only")
+    assert (access["user"], access["cluster"], access["source"]) == ("alice", "torch", "sbatch --test-only")
     assert [entry["account"] for entry in access["accounts"]] == ["torch_pr_68_tandon_advanced", "torch_pr_68_general"]
     assert access["accounts"][1] == {"account": "torch_pr_68_general", "accepted": ["cs", "rtx8000", "l40s_public"],
                                      "refused": {"h200_tandon": "Requested node configuration is not available"},

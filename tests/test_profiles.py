@@ -191,7 +191,7 @@ def write_intent(project: Path, exp: str, entry: str, **fields) -> Path:
     return path
 
 
-def test_the_0_3_0_migration_records_the_cluster_of_earlier_jobs(bake):
+def test_the_0_4_0_migration_records_the_cluster_of_earlier_jobs(bake):
     project = bake(cluster="torch")
     slurm_job = write_intent(project, "001", "a", backend="slurm", job_id="12")
     local_job = write_intent(project, "001", "b", backend="local", job_id="local-x")
