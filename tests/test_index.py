@@ -456,6 +456,28 @@ def test_corrupt_index_gives_the_same_result(bake):
     assert (project / "results" / "results.csv").read_bytes() == expected[0]
 
 
+
+def test_data_files_no_index_names_are_removed_once_old_enough(bake):
+    """A data file left by a harvest killed before it saved its index, or by a
+    full harvest after the index was deleted, goes at the next harvest, a warm
+    one too, once STRAY_SECONDS old; a younger one may be a concurrent
+    harvest's and stays, and so does the index's own."""
+    project = bake()
+    drive(project, 5, 2)
+    age(project)
+    make(project, "results")
+    expflow = project / ".expflow"
+    before = set(expflow.glob("harvest.data-*"))  # the index's own, and the driver's strays (minutes young)
+    live = expflow / (expflow / "harvest.index").read_text().splitlines()[1].split("\t")[2]
+    old, young = expflow / "harvest.data-0123456789ab", expflow / "harvest.data-ba9876543210"
+    for stray, minutes in ((old, 11), (young, 1)):
+        stray.write_bytes(live.read_bytes())
+        past = time.time() - minutes * 60
+        os.utime(stray, (past, past))
+    make(project, "results")
+    assert live in before and set(expflow.glob("harvest.data-*")) == before | {young}
+
+
 FROM_FILES_ALONE = r'''
 import json, os, sys
 sys.path.insert(0, os.getcwd())

@@ -771,7 +771,8 @@ def snapshot(root, settings, with_data):
 
 def saved(root, settings, with_data, directory):
     """(open handle, Summary, DataFile) of the index written beside its path
-    and renamed over it; a data file it replaced is removed."""
+    and renamed over it; a data file it replaced is removed, and strays
+    (left_behind)."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(root, INDEX_FILE)
     handle, tmp = files.temp_beside(path, "w+b")
@@ -791,15 +792,15 @@ def saved(root, settings, with_data, directory):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(directory, data.name))
         raise
-    if data.new:
-        left_behind(directory, data.name, replaced)
+    left_behind(directory, data.name, replaced)  # at every harvest: a stray is not left for the next cold one
     return handle, summary, data
 
 
 def left_behind(directory, kept, replaced):
     """Remove the data file a new one replaced, and any other no index names
     that is older than STRAY_SECONDS (a harvest killed before it saved its
-    index leaves one; a concurrent harvest's own is younger)."""
+    index leaves one, and so does a full harvest after the index was
+    deleted; a concurrent harvest's own is younger)."""
     now = time.time()
     for name in os.listdir(directory):
         if name.startswith(DATA_PREFIX) and name != kept:
