@@ -456,7 +456,6 @@ def test_corrupt_index_gives_the_same_result(bake):
     assert (project / "results" / "results.csv").read_bytes() == expected[0]
 
 
-
 def test_data_files_no_index_names_are_removed_once_old_enough(bake):
     """A data file left by a harvest killed before it saved its index, or by a
     full harvest after the index was deleted, goes at the next harvest, a warm
