@@ -16,6 +16,8 @@ import zlib
 import pytest
 from conftest import make, run
 
+from expflow.runtime import module
+
 # Part of the scripts below: preloads lists, for each index.Preload made,
 # whether it started a child.
 PRELOADS = r'''
@@ -475,6 +477,9 @@ def test_data_files_no_index_names_are_removed_once_old_enough(bake):
         os.utime(stray, (past, past))
     make(project, "results")
     assert live in before and set(expflow.glob("harvest.data-*")) == before | {young}
+    index = module("index")  # a folder that cannot be listed: nothing removed, and no error
+    index.left_behind(str(expflow / "harvest.index"), live.name, "")
+    assert set(expflow.glob("harvest.data-*")) == before | {young}
 
 
 FROM_FILES_ALONE = r'''

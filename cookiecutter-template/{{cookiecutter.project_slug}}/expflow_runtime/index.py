@@ -802,7 +802,11 @@ def left_behind(directory, kept, replaced):
     index leaves one, and so does a full harvest after the index was
     deleted; a concurrent harvest's own is younger)."""
     now = time.time()
-    for name in os.listdir(directory):
+    try:
+        names = os.listdir(directory)
+    except OSError:  # a folder one may write but not list: the index is saved all the same
+        return
+    for name in names:
         if name.startswith(DATA_PREFIX) and name != kept:
             path = os.path.join(directory, name)
             with contextlib.suppress(OSError):
