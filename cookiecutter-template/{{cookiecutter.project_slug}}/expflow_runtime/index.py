@@ -36,7 +36,6 @@ Standard library only, Python 3.6+.
 import collections
 import contextlib
 import functools
-import itertools
 import json
 import os
 import signal
@@ -213,11 +212,11 @@ def unsealed(line, count):
 
 class SealedLines:
     """The sealed lines of a body (bytes), or of a file open after its head
-    (read as they come): parsed(start) gives (fields, line as text without
-    its newline, its size in bytes) of each line, fields and line None for
-    a damaged one. When crc (of the whole body, hex, from the file's head)
-    matches, no line is checked on its own, and parsed(start) begins at the
-    first line whose id is start or later."""
+    (read as they come): parsed() gives (fields, line as text without its
+    newline, its size in bytes) of each line, fields and line None for a
+    damaged one. When crc (of the whole body, hex, from the file's head)
+    matches, no line is checked on its own, and first_at(id) finds where an
+    id's line is, or would be."""
 
     def __init__(self, body, count, crc=""):
         self.count = count
@@ -231,13 +230,13 @@ class SealedLines:
         else:
             self.lines = body.splitlines(keepends=True) if isinstance(body, bytes) else body
 
-    def parsed(self, start=""):
+    def parsed(self):
         if not self.intact:
             for line in self.lines:
                 fields = unsealed(line, self.count)
                 yield fields, fields and line[:-1].decode("ascii"), len(line)
             return
-        for line in itertools.islice(self.lines, self.first_at(start) if start else 0, None):
+        for line in self.lines:
             yield line[9:].split("\t"), line, len(line) + 1
 
     def first_at(self, start):
@@ -245,19 +244,18 @@ class SealedLines:
         low, high = 0, len(self.lines)
         while low < high:
             middle = (low + high) // 2
-            line = self.lines[middle]
-            if line[9:line.find("\t", 9)] < start:
+            if line_id(self.lines[middle]) < start:
                 low = middle + 1
             else:
                 high = middle
         return low
 
 
-def entries(lines, kind=Entry, start=""):
+def entries(lines, kind=Entry):
     """Every entry of SealedLines, as kind (fields, then the line), in id
-    order (from start on): damaged or out-of-order lines are left out."""
+    order: damaged or out-of-order lines are left out."""
     last, count = "", len(kind._fields) - 1
-    for fields, line, _size in lines.parsed(start):
+    for fields, line, _size in lines.parsed():
         if fields and len(fields) == count and fields[0] > last:
             last = fields[0]
             yield kind(*fields, line)

@@ -18,10 +18,10 @@ def command_timeout(env):
     return float(env.get("EXPFLOW_SLURM_TIMEOUT") or 30)
 
 
-def effective_resources(env):
+def effective_resources(settings, env):
     """(exp_id, exp_path, resources) as make train would use them: the project's
-    settings.env < EXP's own settings.env < the command line. No EXP: the project's."""
-    settings = profiles.project_settings(env)
+    settings (profiles.project_settings) < EXP's own settings.env < the command
+    line. No EXP: the project's."""
     exp_id = env.get("EXP", "")
     if not exp_id:
         return "", "", submit.resolve_resources(settings, {}, env)
@@ -39,9 +39,10 @@ def refresh_access(user, nodes, timeout, cluster):
 
 def cmd_resources(env):
     user, timeout = slurmkit.current_user(), command_timeout(env)
-    _, _, resources = effective_resources(env)  # PARTITION and GPU_TYPE are checked here
+    settings = profiles.project_settings(env)
+    _, _, resources = effective_resources(settings, env)  # PARTITION and GPU_TYPE are checked here
     # this cluster (its profile's CLUSTER, where there are profiles): its accounts, not its neighbours'
-    cluster = profiles.project_settings(env).get("CLUSTER", "")
+    cluster = settings.get("CLUSTER", "")
     nodes, jobs, warnings = advice.query_cluster(timeout=timeout)
     access = advice.read_access(ROOT, user, cluster)
     if files.flag(env, "REFRESH"):
@@ -81,9 +82,9 @@ def check_environment(settings):
 
 
 def cmd_check(env):
-    exp_id, exp_path, resources = effective_resources(env)
-    what = "experiment " + exp_id if exp_id else "the project's settings"
     settings = profiles.project_settings(env)
+    exp_id, exp_path, resources = effective_resources(settings, env)
+    what = "experiment " + exp_id if exp_id else "the project's settings"
     check_environment(settings)
     backend, why = submit.resolve_backend(settings, env)
     if backend != "slurm":
